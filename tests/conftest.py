@@ -1,0 +1,41 @@
+"""Shared fixtures. Heavy models load once per session; every Milvus Lite database lives in
+a temporary folder of its own."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def embedder():  # type: ignore[no-untyped-def]
+    from advanced_rag.embed.sentence_transformers import SentenceTransformerEmbedder
+
+    model = SentenceTransformerEmbedder()
+    yield model
+    model.close()
+
+
+@pytest.fixture
+def milvus_uri(tmp_path: Path) -> str:
+    return str(tmp_path / "milvus.db")
+
+
+@pytest.fixture
+async def rag(embedder, milvus_uri: str) -> AsyncIterator[object]:  # type: ignore[no-untyped-def]
+    from advanced_rag import AdvancedRAGPipeline
+    from advanced_rag.config import validate_config
+
+    config = validate_config({"milvus": {"uri": milvus_uri},
+                              "chunking": {"max_tokens": 64, "min_tokens": 4}})
+    async with AdvancedRAGPipeline(config, embedder=embedder) as pipeline:
+        yield pipeline
