@@ -122,6 +122,7 @@ class ChunkingSettings(_Model):
     max_tokens: int = Field(200, ge=8, le=8192)
     overlap_tokens: int = Field(0, ge=0)
     min_tokens: int = Field(16, ge=0)
+    title_prefix: bool = True
 
     @model_validator(mode="after")
     def _sizes_consistent(self) -> ChunkingSettings:

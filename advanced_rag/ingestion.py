@@ -28,7 +28,8 @@ _MAX_ID_CHARS = 512
 def validate_document(doc: Any, *, max_chars: int) -> Document:
     """Return a clean :class:`Document` or raise :class:`DocumentError` naming it."""
     if not isinstance(doc, Document):
-        raise DocumentError(str(getattr(doc, "id", "?")), f"expected a Document, got {type(doc).__name__}")
+        raise DocumentError(str(getattr(doc, "id", "?")),
+                            f"expected a Document, got {type(doc).__name__}")
     doc_id = doc.id
     if not isinstance(doc_id, str) or not doc_id.strip():
         raise DocumentError(str(doc_id), "the document id must be a non-empty string")
@@ -54,11 +55,28 @@ def validate_document(doc: Any, *, max_chars: int) -> Document:
         classification = Classification(doc.classification)
     except ValueError:
         allowed = ", ".join(c.value for c in Classification)
-        raise DocumentError(doc_id, f"classification {doc.classification!r} is not one of {allowed}") from None
+        raise DocumentError(doc_id,
+                            f"classification {doc.classification!r} is not one of {allowed}") from None
     if len(doc.source) > 256:
         raise DocumentError(doc_id, "source must be at most 256 characters")
     return Document(id=doc_id, text=text, metadata=dict(doc.metadata), source=doc.source,
                     classification=classification)
+
+
+def chunk_header(doc: Document, *, enabled: bool) -> str:
+    """The title line put before every chunk of ``doc`` ("" when off or untitled)."""
+    title = doc.metadata.get("title") if enabled else None
+    if not isinstance(title, str) or not title.strip():
+        return ""
+    return " ".join(title.split()) + "\n\n"
+
+
+def indexed_text(header: str, chunk: Chunk) -> str:
+    """What is embedded and BM25-indexed for a chunk: header + span, unless the span
+    already opens with the title (a Markdown heading, say)."""
+    if not header or header.strip().lower() in chunk.text[: len(header) + 8].lower():
+        return chunk.text
+    return header + chunk.text
 
 
 @dataclass
@@ -144,15 +162,15 @@ class Ingestor:
         began = time.perf_counter()
         chunked = await asyncio.to_thread(self._chunk_all, todo, tally)
         tally.timed("chunk", began)
-        texts = [c.text for _, chunks in chunked for c in chunks]
+        texts = [t for _, _, doc_texts in chunked for t in doc_texts]
         began = time.perf_counter()
         vectors = await self._embedder.embed_documents(texts)
         tally.timed("embed", began)
         rows: list[StoredChunk] = []
         i = 0
-        for doc, chunks in chunked:
-            for chunk in chunks:
-                rows.append(StoredChunk(chunk=chunk, tenant=tenant, vector=vectors[i],
+        for doc, chunks, chunk_texts in chunked:
+            for chunk, text in zip(chunks, chunk_texts, strict=True):
+                rows.append(StoredChunk(chunk=chunk, text=text, tenant=tenant, vector=vectors[i],
                                         metadata=doc.metadata, source=doc.source,
                                         classification=str(doc.classification),
                                         content_hash=doc.content_hash, created_at=created_at))
@@ -162,28 +180,35 @@ class Ingestor:
         tally.timed("write", began)
         began = time.perf_counter()
         for doc, version, is_update in todo:
-            if is_update and any(d.id == doc.id for d, _ in chunked):
+            if is_update and any(d.id == doc.id for d, _, _ in chunked):
                 tally.chunks_deleted += await self._store.delete_versions(tenant, doc.id,
                                                                           below=version)
         tally.timed("delete", began)
-        written = {doc.id for doc, _ in chunked}
+        written = {doc.id for doc, _, _ in chunked}
         for doc, _, is_update in todo:
             if doc.id in written:
                 (tally.updated if is_update else tally.new).append(doc.id)
 
     def _chunk_all(self, todo: Sequence[tuple[Document, int, bool]], tally: _Tally
-                   ) -> list[tuple[Document, list[Chunk]]]:
-        out: list[tuple[Document, list[Chunk]]] = []
+                   ) -> list[tuple[Document, list[Chunk], list[str]]]:
+        """Chunks and their indexed texts per document; oversize chunks fail their document."""
+        settings = self._chunking
+        out: list[tuple[Document, list[Chunk], list[str]]] = []
         for doc, version, _ in todo:
-            chunks = chunk_text(doc.id, version, doc.text, self._embedder,
-                                max_tokens=self._chunking.max_tokens,
-                                overlap_tokens=self._chunking.overlap_tokens,
-                                min_tokens=self._chunking.min_tokens)
-            too_long = [c for c in chunks if len(c.text.encode("utf-8")) > MAX_TEXT_CHARS]
-            if too_long:
+            header = chunk_header(doc, enabled=settings.title_prefix)
+            header_tokens = self._embedder.count_tokens(header) if header else 0
+            if header_tokens > settings.max_tokens // 2:  # too long to repeat on every chunk
+                header, header_tokens = "", 0
+            budget = settings.max_tokens - header_tokens
+            chunks = chunk_text(doc.id, version, doc.text, self._embedder, max_tokens=budget,
+                                overlap_tokens=min(settings.overlap_tokens, budget - 1),
+                                min_tokens=min(settings.min_tokens, budget))
+            texts = [indexed_text(header, c) for c in chunks]
+            longest = max(len(t.encode("utf-8")) for t in texts)
+            if longest > MAX_TEXT_CHARS:
                 tally.failed.append(IngestFailure(
-                    doc.id, f"a chunk has {len(too_long[0].text.encode('utf-8')):,} bytes, over "
-                            f"Milvus's {MAX_TEXT_CHARS:,}; lower chunking.max_tokens"))
+                    doc.id, f"a chunk has {longest:,} bytes, over Milvus's {MAX_TEXT_CHARS:,}; "
+                            "lower chunking.max_tokens"))
                 continue
-            out.append((doc, chunks))
+            out.append((doc, chunks, texts))
         return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from types import TracebackType
+
 from .config import PipelineConfig
 from .errors import AdvancedRagError, InputError
 from .ingestion import Ingestor, ProgressCallback

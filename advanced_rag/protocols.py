@@ -48,9 +48,14 @@ class Reranker(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class StoredChunk:
-    """A chunk with everything the vector store persists for it."""
+    """A chunk with everything the vector store persists for it.
+
+    ``text`` is what is embedded and indexed for BM25: the chunk's span of the document,
+    headed by the document title when ``chunking.title_prefix`` is on.
+    """
 
     chunk: Chunk
+    text: str
     tenant: str
     vector: np.ndarray
     metadata: Mapping[str, Any]

@@ -2,7 +2,8 @@
 
 A ``.jsonl`` row is either this library's shape (``id``, ``text``, optional ``metadata``,
 ``source``, ``classification``) or BEIR's ``corpus.jsonl`` shape (``_id``, ``title``,
-``text``); a BEIR title is kept in ``metadata["title"]`` and prefixed to the text.
+``text``); a BEIR title is kept in ``metadata["title"]``, which ingestion puts at the
+head of every chunk (``chunking.title_prefix``).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _row_document(row: dict[str, Any], where: str) -> Document:
     if "_id" in row:  # BEIR corpus row
         title = str(row.get("title") or "")
         text = str(row.get("text") or "")
-        return Document(id=str(row["_id"]), text=f"{title}\n\n{text}" if title else text,
+        return Document(id=str(row["_id"]), text=text or title,
                         metadata={"title": title} if title else {}, source="beir")
     if "id" not in row or "text" not in row:
         raise DocumentError(str(row.get("id", "?")), f"{where}: a row needs 'id' and 'text' (or BEIR '_id')")

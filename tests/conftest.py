@@ -39,3 +39,23 @@ async def rag(embedder, milvus_uri: str) -> AsyncIterator[object]:  # type: igno
                               "chunking": {"max_tokens": 64, "min_tokens": 4}})
     async with AdvancedRAGPipeline(config, embedder=embedder) as pipeline:
         yield pipeline
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real CrossEncoder built from the packaged MiniLM weights (untrained head, fixed seed).
+
+    No pretrained cross-encoder can be installed offline; this one exercises the loading,
+    batching and ordering code for real. It says nothing about reranking quality.
+    """
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from advanced_rag.embed.sentence_transformers import resolve_model_path
+
+    torch.manual_seed(0)
+    model = CrossEncoder(resolve_model_path("all-MiniLM-L6-v2"), num_labels=1,
+                         local_files_only=True)
+    target = tmp_path_factory.mktemp("cross-encoder")
+    model.save(str(target))
+    return str(target)

@@ -207,6 +207,3 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_commands(command)
     return parser
 
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,13 +32,18 @@ def _subset(queries: Mapping[str, str], qrels: Qrels, limit: int | None) -> dict
     return {q: queries[q] for q in ids}
 
 
+def _count_lines(path: Path) -> int:
+    with path.open(encoding="utf-8") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
 async def _indexed(config: PipelineConfig, dataset: BeirDataset, quiet: bool) -> Any:
     from ..eval.runner import index_corpus
     from ..pipeline import AdvancedRAGPipeline
     from . import _print, _progress
 
     rag = await AdvancedRAGPipeline.from_config(config).open()
-    total = sum(1 for line in dataset.corpus_path.open(encoding="utf-8") if line.strip())
+    total = await asyncio.to_thread(_count_lines, dataset.corpus_path)
     with _progress(total, "index corpus", not quiet) as bar:
         report = await index_corpus(rag, dataset, progress=bar.update)
     _print(f"corpus: {len(report.new)} new, {len(report.updated)} updated, "
@@ -136,29 +142,42 @@ async def cmd_tune(args: argparse.Namespace) -> int:
         chosen["hybrid_alpha"] = best["hybrid_alpha"]
     else:
         chosen["rrf_k"] = best["rrf_k"]
-    target = Path(args.output or args.config or "config.yaml")
-    text = target.read_text(encoding="utf-8") if target.exists() else template_text()
-    target.write_text(set_pipeline_values(text, chosen), encoding="utf-8")
-    load_config(target)
+    target = write_tuned(Path(args.output or args.config or "config.yaml"), chosen,
+                         template_text())
     _print(f"best: {rows[best_index].label} -> wrote {chosen} to {target}")
     return EXIT_OK
 
 
-async def cmd_demo(args: argparse.Namespace) -> int:
-    from ..pipeline import AdvancedRAGPipeline
-    from ..sources import read_documents
-    from . import EXIT_FAILED, EXIT_OK, _load, _print, print_result
+def write_tuned(target: Path, chosen: Mapping[str, object], template: str) -> Path:
+    """Update (or create from the template) a config file with tuned values; re-validate it."""
+    text = target.read_text(encoding="utf-8") if target.exists() else template
+    target.write_text(set_pipeline_values(text, chosen), encoding="utf-8")
+    load_config(target)
+    return target
 
-    corpus = Path(args.corpus)
+
+def demo_inputs(corpus: Path, questions_file: Path) -> tuple[list[Document], list[str]]:
+    """The demo's documents and questions (one question per line)."""
+    from ..sources import read_documents
+
     if not corpus.is_dir():
         raise InputError(f"demo corpus {corpus} not found: run from the repository root or pass "
                          "--corpus")
-    questions = [q.strip() for q in Path(args.questions).read_text(encoding="utf-8").splitlines()
-                 if q.strip()] if Path(args.questions).is_file() else [
-        "Within how many business days must a complaint be acknowledged?"]
+    questions = ["Within how many business days must a complaint be acknowledged?"]
+    if questions_file.is_file():
+        lines = questions_file.read_text(encoding="utf-8").splitlines()
+        questions = [q.strip() for q in lines if q.strip()]
+    documents = [d for d in read_documents([corpus]) if isinstance(d, Document)]
+    return documents, questions
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from ..pipeline import AdvancedRAGPipeline
+    from . import EXIT_FAILED, EXIT_OK, _load, _print, print_result
+
+    corpus = Path(args.corpus)
+    documents, questions = demo_inputs(corpus, Path(args.questions))
     config = _load(args.config)
-    items = list(read_documents([corpus]))
-    documents = [d for d in items if isinstance(d, Document)]
     _print(f"advanced-rag demo: {len(documents)} documents from {corpus} into "
            f"{config.milvus.uri} (collection {config.milvus.collection}, tenant {DEMO_TENANT})")
     async with AdvancedRAGPipeline.from_config(config) as rag:

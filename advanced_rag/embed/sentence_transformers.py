@@ -75,7 +75,7 @@ def load_sentence_model(model: str, *, device: str = "cpu", backend: str = "torc
         else:
             from sentence_transformers import SentenceTransformer
 
-            loaded = SentenceTransformer(path, device=device, backend=backend,
+            loaded = SentenceTransformer(path, device=device, backend=backend,  # type: ignore[arg-type]
                                          local_files_only=local, **kwargs)
     except Exception as exc:  # sentence-transformers raises many types (OSError, ValueError...)
         raise EmbedderError(f"cannot load model {model!r} from {path!r}: {exc}") from exc
@@ -147,7 +147,7 @@ class SentenceTransformerEmbedder:
 
     async def embed_query(self, text: str) -> np.ndarray:
         vectors = await self._run([self._query_prefix + text])
-        return vectors[0]
+        return np.asarray(vectors[0])
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -233,7 +233,7 @@ class MilvusStore:
                 "doc_version": r.chunk.doc_version,
                 "content_hash": r.content_hash,
                 "tenant_id": check_tenant(r.tenant),
-                "text": r.chunk.text,
+                "text": r.text,
                 "dense": r.vector.tolist(),
                 "metadata": dict(r.metadata),
                 "source": r.source,

@@ -3,6 +3,7 @@ MiniLM embedder."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -178,7 +179,7 @@ async def test_reopen_in_a_new_process_loads_the_collection(rag: AdvancedRAGPipe
                 print(json.dumps([h.doc_id for h in hits]))
         asyncio.run(main())
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=300)
+    out = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script],
+                                  capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1])[0] == "complaints"

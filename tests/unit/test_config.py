@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from advanced_rag.config import PipelineConfig, interpolate, load_config
 from advanced_rag.errors import ConfigError
@@ -131,5 +131,5 @@ def test_cross_field_rules() -> None:
 
 def test_config_is_frozen() -> None:
     config = PipelineConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         config.pipeline.top_k = 3  # type: ignore[misc]

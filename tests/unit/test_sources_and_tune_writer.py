@@ -35,7 +35,7 @@ def test_jsonl_shapes_and_bad_lines(tmp_path: Path) -> None:
     assert [type(i) for i in items] == [Document, Document, DocumentError, DocumentError,
                                         DocumentError]
     beir = items[0]
-    assert isinstance(beir, Document) and beir.text == "T\n\nbody" and beir.metadata["title"] == "T"
+    assert isinstance(beir, Document) and beir.text == "body" and beir.metadata["title"] == "T"
     assert isinstance(items[2], DocumentError) and ":3" in items[2].doc_id
 
 

@@ -1,0 +1,54 @@
+"""Every Embedder honours the same contract (today: the sentence-transformers one)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from advanced_rag.protocols import Embedder
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["sentence-transformers"])
+def any_embedder(request: pytest.FixtureRequest, embedder: Embedder) -> Embedder:
+    return embedder
+
+
+async def test_vectors_are_normalised_and_deterministic(any_embedder: Embedder) -> None:
+    texts = ["Enhanced due diligence applies from a risk score of 70.", "Ein deutscher Satz.", "x"]
+    first = await any_embedder.embed_documents(texts)
+    again = await any_embedder.embed_documents(texts)
+    assert first.shape == (3, any_embedder.dimension) and first.dtype == np.float32
+    assert np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-4)
+    assert np.allclose(first, again, atol=1e-5)
+    query = await any_embedder.embed_query(texts[0])
+    assert np.allclose(query, first[0], atol=1e-4)
+    assert (await any_embedder.embed_documents([])).shape == (0, any_embedder.dimension)
+
+
+async def test_similar_texts_are_closer(any_embedder: Embedder) -> None:
+    a, b, c = await any_embedder.embed_documents([
+        "Complaints must be acknowledged within three business days.",
+        "We confirm receipt of a complaint in 3 working days.",
+        "The HNSW graph degree is sixteen."])
+    assert float(a @ b) > float(a @ c) + 0.2
+
+
+def test_identity_and_tokens(any_embedder: Embedder) -> None:
+    identity = any_embedder.identity
+    assert identity.name and identity.dimension == any_embedder.dimension
+    assert len(identity.sha256) == 64 and identity.sha256 != "unknown"
+    assert any_embedder.count_tokens("") == 0
+    assert any_embedder.count_tokens("hello world") == 2
+
+
+def test_packaged_model_resolves_offline() -> None:
+    from pathlib import Path
+
+    from advanced_rag.embed.sentence_transformers import resolve_model_path, weights_sha256
+
+    path = resolve_model_path("all-MiniLM-L6-v2")
+    assert Path(path, "model.safetensors").is_file()
+    assert resolve_model_path("/some/local/model") == "/some/local/model"
+    assert weights_sha256(path) == weights_sha256(path)

@@ -1,0 +1,83 @@
+"""Every VectorStore honours the same contract (today: Milvus Lite; a server in a later issue)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from advanced_rag.config import MilvusSettings
+from advanced_rag.errors import VectorStoreError
+from advanced_rag.protocols import SearchRequest, StoredChunk, VectorStore
+from advanced_rag.store.filters import compile_filter
+from advanced_rag.store.milvus import MilvusStore
+from advanced_rag.types import Chunk, Fusion, SearchType
+
+pytestmark = pytest.mark.integration
+DIM = 8
+
+
+@pytest.fixture(params=["milvus-lite"])
+async def store(request: pytest.FixtureRequest, milvus_uri: str) -> AsyncIterator[VectorStore]:
+    s = MilvusStore(MilvusSettings(uri=milvus_uri, collection="contract"), dimension=DIM)
+    await s.open()
+    yield s
+    await s.close()
+
+
+def _row(tenant: str, doc: str, version: int, text: str, seed: int) -> StoredChunk:
+    vector = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+    chunk = Chunk(f"{tenant}-{doc}-{version}-{seed}", doc, version, 0, text, 0, len(text), 3)
+    return StoredChunk(chunk, text, tenant, vector / np.linalg.norm(vector), {"k": seed}, "src",
+                       "internal", f"hash{version}", 1_700_000_000)
+
+
+def _request(tenant: str, kind: SearchType, vector: np.ndarray | None, text: str) -> SearchRequest:
+    return SearchRequest(tenant, text, vector, kind, 10, compile_filter(tenant), Fusion.RRF, 0.5,
+                         60, 50)
+
+
+async def test_write_version_delete_count(store: VectorStore) -> None:
+    assert isinstance(store, VectorStore)
+    rows = [_row("a", "d1", 1, "alpha beta", 1), _row("a", "d1", 2, "alpha gamma", 2),
+            _row("b", "d1", 1, "alpha delta", 3)]
+    assert await store.write(rows) == 3
+    versions = await store.stored_versions("a", ["d1", "missing"])
+    assert set(versions) == {"d1"}
+    assert versions["d1"].version == 2 and versions["d1"].stale
+    assert versions["d1"].content_hash == "hash2"
+    assert await store.delete_versions("a", "d1", below=2) == 1
+    assert not (await store.stored_versions("a", ["d1"]))["d1"].stale
+    assert await store.count("a") == 1 and await store.count("b") == 1 and await store.count() == 2
+    assert await store.delete_documents("b", ["d1"]) == 1
+    assert await store.count("b") == 0 and await store.count("a") == 1
+
+
+async def test_search_is_tenant_scoped_for_every_type(store: VectorStore) -> None:
+    rows = [_row("a", f"d{i}", 1, f"shared words number {i}", i) for i in range(3)]
+    rows += [_row("b", f"d{i}", 1, f"shared words number {i}", i) for i in range(3)]
+    await store.write(rows)
+    for kind in SearchType:
+        hits = await store.search(_request("a", kind, rows[0].vector, "shared words"))
+        assert len(hits) == 3 and {h.chunk_id.split("-")[0] for h in hits} == {"a"}
+    dense = await store.search(_request("a", SearchType.DENSE, rows[1].vector, "x"))
+    assert dense[0].doc_id == "d1" and dense[0].scores.dense == pytest.approx(1.0, abs=1e-3)
+    assert dense[0].metadata == {"k": 1}
+
+
+async def test_closed_store_refuses_calls(milvus_uri: str) -> None:
+    s = MilvusStore(MilvusSettings(uri=milvus_uri, collection="closed"), dimension=DIM)
+    with pytest.raises(VectorStoreError, match="not open"):
+        await s.count()
+
+
+async def test_dimension_mismatch_is_a_config_error(milvus_uri: str) -> None:
+    from advanced_rag.errors import ConfigError
+
+    first = MilvusStore(MilvusSettings(uri=milvus_uri, collection="dims"), dimension=DIM)
+    await first.open()
+    await first.close()
+    second = MilvusStore(MilvusSettings(uri=milvus_uri, collection="dims"), dimension=DIM * 2)
+    with pytest.raises(ConfigError, match="8-d vectors"):
+        await second.open()

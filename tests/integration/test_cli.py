@@ -1,0 +1,100 @@
+"""The ``advanced-rag`` command, run as a user runs it: a subprocess with its own config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+CLI = [sys.executable, "-m", "advanced_rag.cli"]
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env=env)
+
+
+def test_help_lists_every_command(tmp_path: Path) -> None:
+    out = run("--help", cwd=tmp_path)
+    assert out.returncode == 0
+    for command in ("init", "ingest", "query", "eval", "tune", "demo"):
+        assert command in out.stdout
+    for command in ("ingest", "query", "tune", "demo"):
+        sub = run(command, "--help", cwd=tmp_path)
+        assert sub.returncode == 0 and "--config" in sub.stdout
+    assert run(cwd=tmp_path).returncode == 2
+
+
+def test_init_ingest_query_round_trip(tmp_path: Path) -> None:
+    assert run("init", cwd=tmp_path).returncode == 0
+    assert run("init", cwd=tmp_path).returncode == 2  # refuses to overwrite
+    config = tmp_path / "config.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        "${ADVANCED_RAG_MILVUS_URI:-./.advanced-rag/milvus.db}", str(tmp_path / "m.db")),
+        encoding="utf-8")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "complaints.md").write_text(
+        "---\ntitle: Complaints\nclassification: public\n---\nComplaints are acknowledged "
+        "within 3 business days.\n", encoding="utf-8")
+    (docs / "loans.txt").write_text("Loans above 250,000 euros go to the credit committee.",
+                                    encoding="utf-8")
+    (docs / "broken.txt").write_bytes(b"\xff\xfe broken")
+    out = run("ingest", str(docs), "--tenant", "bank-a", "--json", "--quiet", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr  # one document failed
+    report = json.loads(out.stdout)
+    assert report["new"] == 2 and [f["doc_id"] for f in report["failed"]] == ["broken"]
+
+    out = run("query", "how fast is a complaint acknowledged", "--tenant", "bank-a", "--json",
+              cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["hits"][0]["doc_id"] == "complaints"
+    assert result["hits"][0]["classification"] == "public"
+    out = run("query", "loans", "--tenant", "bank-a", "--classification", "public", "--json",
+              cwd=tmp_path)
+    assert {h["doc_id"] for h in json.loads(out.stdout)["hits"]} == {"complaints"}
+    out = run("query", "loans", "--tenant", "bank-b", cwd=tmp_path)
+    assert out.returncode == 0 and "0 hits" in out.stdout
+
+
+def test_bad_config_exits_2_and_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pipeline:\n  top_k: many\n", encoding="utf-8")
+    out = run("query", "x", "--config", str(bad), cwd=tmp_path)
+    assert out.returncode == 2 and f"{bad}:2" in out.stderr and "pipeline.top_k" in out.stderr
+
+
+def test_eval_and_tune_on_a_small_beir_folder(tmp_path: Path) -> None:
+    data = tmp_path / "tiny"
+    (data / "qrels").mkdir(parents=True)
+    corpus = [("d1", "Complaints", "Complaints are acknowledged within 3 business days."),
+              ("d2", "Loans", "Loans above 250,000 euros go to the credit committee."),
+              ("d3", "Breaches", "Personal data breaches are notified within 72 hours.")]
+    (data / "corpus.jsonl").write_text("\n".join(
+        json.dumps({"_id": i, "title": t, "text": x}) for i, t, x in corpus), encoding="utf-8")
+    queries = [{"_id": "q1", "text": "when are complaints acknowledged", "metadata": {}},
+               {"_id": "q2", "text": "who approves big loans", "metadata": {"d2": [{"s": 1}]}},
+               {"_id": "q3", "text": "breach notification", "metadata": {"d3": [{"s": 1}]}}]
+    (data / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries),
+                                        encoding="utf-8")
+    (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n",
+                                             encoding="utf-8")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"milvus:\n  uri: {tmp_path / 'm.db'}\n", encoding="utf-8")
+    out = run("eval", "retrieval", "--dataset", str(data), "--config", str(cfg), "--quiet",
+              cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "| keyword | 1.0000 |" in out.stdout and "| hybrid | 1.0000 |" in out.stdout
+    out = run("tune", "--dataset", str(data), "--config", str(cfg), "--alphas", "0.2,0.8",
+              "--rrf-ks", "5", "--quiet", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "queries outside the test qrels" in out.stdout and "best:" in out.stdout
+    assert "fusion:" in cfg.read_text(encoding="utf-8")
