@@ -37,7 +37,7 @@ class PipelineSettings(_Model):
     rerank_top_k: int = Field(5, ge=1, le=1000)
     search_type: SearchType = SearchType.HYBRID
     fusion: Fusion = Fusion.WEIGHTED
-    hybrid_alpha: float = Field(0.3, ge=0.0, le=1.0)
+    hybrid_alpha: float = Field(0.2, ge=0.0, le=1.0)
     rrf_k: int = Field(60, ge=1, le=10_000)
     candidate_limit: int = Field(100, ge=1, le=16_384)
     default_tenant: str | None = "default"

@@ -15,8 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 
+from pydantic import ValidationError
+
 from .config import PipelineConfig
-from .errors import AdvancedRagError, InputError
+from .errors import AdvancedRagError, ConfigError, InputError
 from .ingestion import Ingestor, ProgressCallback
 from .protocols import Embedder, Reranker, SearchRequest, VectorStore
 from .rerank import NoReranker
@@ -65,8 +67,13 @@ class AdvancedRAGPipeline:
 
             rrf = rag.with_settings(fusion="rrf", rrf_k=20)
         """
-        settings = self.config.pipeline.model_copy(update=pipeline_settings)
-        type(settings).model_validate(settings.model_dump())  # re-check ranges
+        current = self.config.pipeline
+        try:
+            settings = type(current).model_validate({**current.model_dump(), **pipeline_settings})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ConfigError(first["msg"],
+                              key=".".join(map(str, ("pipeline", *first["loc"])))) from None
         sibling = AdvancedRAGPipeline(self.config.model_copy(update={"pipeline": settings}),
                                       embedder=self._embedder, store=self._store,
                                       reranker=self._reranker)

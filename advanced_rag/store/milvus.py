@@ -339,7 +339,7 @@ class MilvusStore:
                                  param={"metric_type": "BM25", "params": {}},
                                  limit=request.candidate_limit, expr=request.expr),
             ]
-            ranker = (RRFRanker(request.rrf_k) if request.fusion is Fusion.RRF
+            ranker = (RRFRanker(request.rrf_k) if Fusion(request.fusion) is Fusion.RRF
                       else WeightedRanker(request.alpha, 1.0 - request.alpha))
             raw = await client.hybrid_search(self._name, reqs, ranker, limit=request.limit,
                                              **common)

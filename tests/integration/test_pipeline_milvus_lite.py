@@ -183,3 +183,17 @@ async def test_reopen_in_a_new_process_loads_the_collection(rag: AdvancedRAGPipe
                                   capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1])[0] == "complaints"
+
+
+async def test_fusion_settings_reach_milvus(rag: AdvancedRAGPipeline) -> None:
+    """RRF with k gives the top document 2/(k+1) when both signals rank it first."""
+    await rag.ingest([KYC, COMPLAINTS, CREDIT], tenant="fu")
+    question = "How many business days to acknowledge complaints?"
+    for k in (1, 60):
+        hits, _ = await rag.with_settings(fusion="rrf", rrf_k=k).retrieve(question, tenant="fu")
+        assert hits[0].doc_id == "complaints"
+        assert hits[0].scores.fused == pytest.approx(2 / (k + 1), rel=1e-4)
+    weighted, _ = await rag.with_settings(fusion="weighted", hybrid_alpha=1.0).retrieve(
+        question, tenant="fu")
+    dense, _ = await rag.retrieve(question, tenant="fu", search_type=SearchType.DENSE)
+    assert [h.chunk_id for h in weighted] == [h.chunk_id for h in dense]

@@ -61,7 +61,7 @@ def test_template_loads_and_has_a_comment_for_every_key() -> None:
 
 def test_defaults_match_the_seed() -> None:
     config = PipelineConfig()
-    assert config.pipeline.hybrid_alpha == 0.3
+    assert config.pipeline.hybrid_alpha == 0.2
     assert config.milvus.index.M == 16 and config.milvus.index.efConstruction == 200
     assert config.reranker.kind == "none"
 

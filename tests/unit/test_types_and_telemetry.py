@@ -92,3 +92,15 @@ def test_stage_timer_accumulates() -> None:
     with timer.stage("a"):
         pass
     assert set(timer.stage_ms) == {"a"} and timer.total_ms >= timer.stage_ms["a"]
+
+
+def test_with_settings_validates_and_shares_backends() -> None:
+    from advanced_rag import AdvancedRAGPipeline, ConfigError
+    from advanced_rag.types import Fusion
+
+    rag = AdvancedRAGPipeline()
+    sibling = rag.with_settings(fusion="rrf", rrf_k=20)
+    assert sibling.config.pipeline.fusion is Fusion.RRF and sibling.config.pipeline.rrf_k == 20
+    assert rag.config.pipeline.fusion is Fusion.WEIGHTED  # the original is untouched
+    with pytest.raises(ConfigError, match="pipeline.hybrid_alpha"):
+        rag.with_settings(hybrid_alpha=1.5)
