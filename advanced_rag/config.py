@@ -136,7 +136,7 @@ class ChunkingSettings(_Model):
 class IngestSettings(_Model):
     """Ingestion limits and batching."""
 
-    batch_size: int = Field(64, ge=1, le=10_000)
+    batch_size: int = Field(256, ge=1, le=10_000)
     max_document_chars: int = Field(2_000_000, ge=1)
 
 

@@ -189,21 +189,25 @@ class Ingestor:
             if doc.id in written:
                 (tally.updated if is_update else tally.new).append(doc.id)
 
+    def prepare(self, doc: Document, version: int = 1) -> tuple[list[Chunk], list[str]]:
+        """The chunks of ``doc`` and the texts that will be embedded and indexed for them."""
+        settings = self._chunking
+        header = chunk_header(doc, enabled=settings.title_prefix)
+        header_tokens = self._embedder.count_tokens(header) if header else 0
+        if header_tokens > settings.max_tokens // 2:  # too long to repeat on every chunk
+            header, header_tokens = "", 0
+        budget = settings.max_tokens - header_tokens
+        chunks = chunk_text(doc.id, version, doc.text, self._embedder, max_tokens=budget,
+                            overlap_tokens=min(settings.overlap_tokens, budget - 1),
+                            min_tokens=min(settings.min_tokens, budget))
+        return chunks, [indexed_text(header, c) for c in chunks]
+
     def _chunk_all(self, todo: Sequence[tuple[Document, int, bool]], tally: _Tally
                    ) -> list[tuple[Document, list[Chunk], list[str]]]:
         """Chunks and their indexed texts per document; oversize chunks fail their document."""
-        settings = self._chunking
         out: list[tuple[Document, list[Chunk], list[str]]] = []
         for doc, version, _ in todo:
-            header = chunk_header(doc, enabled=settings.title_prefix)
-            header_tokens = self._embedder.count_tokens(header) if header else 0
-            if header_tokens > settings.max_tokens // 2:  # too long to repeat on every chunk
-                header, header_tokens = "", 0
-            budget = settings.max_tokens - header_tokens
-            chunks = chunk_text(doc.id, version, doc.text, self._embedder, max_tokens=budget,
-                                overlap_tokens=min(settings.overlap_tokens, budget - 1),
-                                min_tokens=min(settings.min_tokens, budget))
-            texts = [indexed_text(header, c) for c in chunks]
+            chunks, texts = self.prepare(doc, version)
             longest = max(len(t.encode("utf-8")) for t in texts)
             if longest > MAX_TEXT_CHARS:
                 tally.failed.append(IngestFailure(

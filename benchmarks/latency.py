@@ -32,6 +32,7 @@ from _report import BENCH_DIR, DATA, environment_line, write_section  # noqa: E4
 from advanced_rag import AdvancedRAGPipeline, SearchType  # noqa: E402
 from advanced_rag.config import validate_config  # noqa: E402
 from advanced_rag.eval.beir import load_beir  # noqa: E402
+from advanced_rag.ingestion import Ingestor  # noqa: E402
 from advanced_rag.sources import read_jsonl  # noqa: E402
 from advanced_rag.types import Document  # noqa: E402
 
@@ -55,13 +56,13 @@ async def phase_ingest() -> None:
     async with AdvancedRAGPipeline.from_config(cfg) as rag:
         embedder = rag.embedder
         docs = [d for d in read_jsonl(load_beir(SCIFACT).corpus_path) if isinstance(d, Document)]
-        # choose the first documents that make ~TARGET_CHUNKS chunks with this config
+        # the first documents that make TARGET_CHUNKS chunks with this config
+        planner = Ingestor(rag.store, embedder, cfg.chunking, cfg.ingest)
         chosen, chunks = [], 0
-        per_doc_tokens = cfg.chunking.max_tokens
         for doc in docs:
             chosen.append(doc)
-            chunks += max(1, -(-embedder.count_tokens(doc.text) // per_doc_tokens))
-            if chunks >= TARGET_CHUNKS * 1.02:
+            chunks += len(planner.prepare(doc)[0])
+            if chunks >= TARGET_CHUNKS:
                 break
         await embedder.embed_documents(["warm-up"] * 32)
         began = time.perf_counter()
