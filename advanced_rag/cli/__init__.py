@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
-        parser.print_help()
+        (getattr(args, "help_parser", None) or parser).print_help(sys.stderr)
         return EXIT_USAGE
     try:
         outcome = args.handler(args)
@@ -171,9 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--config", metavar="FILE",
-                       help=f"YAML config (default: ./{DEFAULT_CONFIG} if present, else built-in "
-                            "defaults)")
+        if handler is not None:  # a group of sub-commands takes --config on each of them
+            p.add_argument("--config", metavar="FILE",
+                           help=f"YAML config (default: ./{DEFAULT_CONFIG} if present, else "
+                                "built-in defaults)")
         p.set_defaults(handler=handler)
         return p
 

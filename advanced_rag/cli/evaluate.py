@@ -205,6 +205,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 def add_commands(command: Callable[[str, str, Any], argparse.ArgumentParser]) -> None:
     p = command("eval", "Measure retrieval on a BEIR-layout dataset (nDCG@10, Recall@100, "
                         "MRR@10).", None)
+    p.set_defaults(help_parser=p)
     inner = p.add_subparsers(title="what", metavar="WHAT")
     r = inner.add_parser("retrieval", help="retrieval quality per search type",
                          description="Index DIR/corpus.jsonl in a collection of its own and "

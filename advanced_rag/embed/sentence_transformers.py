@@ -63,6 +63,9 @@ def load_sentence_model(model: str, *, device: str = "cpu", backend: str = "torc
     """
     path = resolve_model_path(model)
     local = Path(path).is_dir()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # noisy per-tensor bars
     if local:
         # A local folder must never reach out to the hub (offline machines, audited runs).
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
