@@ -178,13 +178,13 @@ class Ingestor:
         began = time.perf_counter()
         tally.chunks_written += await self._store.write(rows)
         tally.timed("write", began)
+        written = {doc.id for doc, _, _ in chunked}
         began = time.perf_counter()
         for doc, version, is_update in todo:
-            if is_update and any(d.id == doc.id for d, _, _ in chunked):
+            if is_update and doc.id in written:
                 tally.chunks_deleted += await self._store.delete_versions(tenant, doc.id,
                                                                           below=version)
         tally.timed("delete", began)
-        written = {doc.id for doc, _, _ in chunked}
         for doc, _, is_update in todo:
             if doc.id in written:
                 (tally.updated if is_update else tally.new).append(doc.id)
