@@ -108,18 +108,26 @@ def occurred_text(value: str | datetime) -> str:
     return rfc3339(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
 def _check_keys(value: Any) -> None:
-    """Refuse non-string keys anywhere (json would turn ``1`` into ``"1"`` and sort by int)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"payload keys must be strings, got {type(key).__name__} {key!r}")
-            if isinstance(item, dict | list | tuple):
-                _check_keys(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            if isinstance(item, dict | list | tuple):
-                _check_keys(item)
+    """Refuse non-string keys anywhere (json would turn ``1`` into ``"1"`` and sort by int).
+
+    Iterative, visiting containers only: this runs on every event the pipeline records, on
+    the request path.
+    """
+    stack = [value] if isinstance(value, _CONTAINERS) else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key in node:
+                if type(key) is not str:
+                    raise TypeError(f"payload keys must be strings, got {type(key).__name__} "
+                                    f"{key!r}")
+            stack += [item for item in node.values() if isinstance(item, _CONTAINERS)]
+        else:
+            stack += [item for item in node if isinstance(item, _CONTAINERS)]
 
 
 def _default(value: Any) -> Any:

@@ -170,6 +170,8 @@ class AuditStore:
         committer, self._committer = self._committer, None
         if committer is not None:
             await committer.close()
+        if self._writer is not None and self._executor is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._writer.close)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None

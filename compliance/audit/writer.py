@@ -3,11 +3,15 @@
 :class:`ChainWriter` is synchronous and runs on the store's single writer thread. Each call
 takes the chain-head lock (PostgreSQL ``SELECT … FROM audit_head WHERE id = 1 FOR UPDATE``;
 SQLite ``BEGIN IMMEDIATE``), numbers and hashes the events from the locked head, inserts them,
-moves the head and commits. Because the lock lives in the database, writers in other
-processes queue on it too: one linear chain, no gaps, no forks.
+moves the head and commits. It holds one driver connection for its lifetime and speaks to it
+directly: SQLAlchemy's per-transaction checkout, ``begin`` and ``commit`` cost about 0.2 ms,
+twice the whole SQLite transaction (measured), and every pipeline call pays for one append.
+After a failed transaction the connection is dropped and the next one opens a fresh one.
+Because the lock lives in the database, writers in other processes queue on it too: one
+linear chain, no gaps, no forks.
 
 :class:`GroupCommitter` is the asyncio side. ``append`` puts the event and a future on a
-queue and awaits the future. One writer task takes *everything queued* (up to
+queue and awaits the future. The writer thread takes *everything queued* (up to
 ``max_events``), runs it as one transaction, then resolves each future with its own records.
 While a transaction runs, new appends pile up and ride the next one, so under load the cost
 of a commit (an fsync) is shared by many callers without any timer or added latency. If a
@@ -19,21 +23,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, update
+from sqlalchemy import Engine, update
 
 from ..errors import AuditWriteError
 from .checkpoints import CheckpointSigner, append_anchor
 from .engine import WRITE_OPTION
 from .hashing import chain_hash, entry_bytes
 from .models import (
-    AuditCheckpointRow,
     AuditEvent,
     AuditEventRow,
     AuditEventType,
@@ -46,7 +51,6 @@ __all__ = ["AppendUnit", "ChainWriter", "CheckpointUnit", "GroupCommitter"]
 log = logging.getLogger(__name__)
 
 _EVENTS = AuditEventRow.__table__  # type: ignore[attr-defined]
-_CHECKPOINTS = AuditCheckpointRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(slots=True)
@@ -81,6 +85,9 @@ _PARAMSTYLE = {"sqlite": "?", "postgresql": "%s"}
 _LOCK_HEAD = {"sqlite": "SELECT seq, entry_hash FROM audit_head WHERE id = 1",
               "postgresql": "SELECT seq, entry_hash FROM audit_head WHERE id = 1 FOR UPDATE"}
 _MOVE_HEAD = "UPDATE audit_head SET seq = {p}, entry_hash = {p} WHERE id = 1"
+_BEGIN = {"sqlite": "BEGIN IMMEDIATE", "postgresql": None}  # psycopg opens one implicitly
+_INSERT_CHECKPOINT = ("INSERT INTO audit_checkpoints (seq, head_hash, created_at, signature, "
+                      "key_id) VALUES ({p}, {p}, {p}, {p}, {p})")
 
 
 def _record(event: AuditEvent, seq: int, prev_hash: str) -> tuple[AuditRecord, str]:
@@ -126,9 +133,17 @@ class ChainWriter:
         if checkpoint_every is not None and (signer is None or checkpoint_every < 1):
             raise ValueError("checkpoint_every needs a signer and a value >= 1")
         self._engine = engine
+        self._dialect = engine.dialect.name
         self._signer = signer
         self._every = checkpoint_every
         self._anchor = anchor
+        self._conn: Any = None  # the pool's proxy of one driver connection, held while open
+
+    def close(self) -> None:
+        """Return the held connection (call on the writer thread, after the last write)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     def write(self, units: Sequence[Unit]) -> list[object]:
         """Commit ``units`` in one transaction; per unit its result or its :class:`AuditWriteError`."""
@@ -153,18 +168,31 @@ class ChainWriter:
 
     def _transaction(self, units: Sequence[Unit]) -> list[object]:
         pending = _Pending()
-        with self._engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        if self._conn is None:
+            self._conn = self._engine.raw_connection()  # SQLite: PRAGMAs set by the connect hook
+        conn = self._conn
+        cursor = conn.cursor()
+        try:
+            begin = _BEGIN[self._dialect]
+            if begin:
+                cursor.execute(begin)
+            results = self._append(cursor, units, pending)
+            conn.commit() if self._dialect == "postgresql" else cursor.execute("COMMIT")
+            cursor.close()
+        except BaseException:
+            self._conn = None
             try:
-                results = self._append(conn, cursor, units, pending)
-            finally:
+                conn.rollback() if self._dialect == "postgresql" else cursor.execute("ROLLBACK")
                 cursor.close()
+            except Exception:  # the connection is unusable anyway: it is dropped just below
+                pass
+            conn.invalidate()  # a failed transaction may leave a broken session: never reuse it
+            raise
         self._write_anchors(pending, units, results)
         return results
 
-    def _append(self, conn: Connection, cursor: Any, units: Sequence[Unit],
-                pending: _Pending) -> list[object]:
-        dialect = conn.dialect.name
+    def _append(self, cursor: Any, units: Sequence[Unit], pending: _Pending) -> list[object]:
+        dialect = self._dialect
         # The chain lock: FOR UPDATE on PostgreSQL; on SQLite BEGIN IMMEDIATE already holds it.
         cursor.execute(_LOCK_HEAD[dialect])
         head = cursor.fetchone()
@@ -187,29 +215,30 @@ class ChainWriter:
             self._flush(cursor, dialect, rows)  # the checkpoint trigger needs the rows present
             if seq == 0:
                 raise AuditWriteError("nothing to checkpoint: the audit chain is empty")
-            results.append(self._checkpoint(conn, unit.signer, seq, prev, unit.anchor, pending))
+            results.append(self._checkpoint(cursor, unit.signer, seq, prev, unit.anchor, pending))
         self._flush(cursor, dialect, rows)
         if self._signer is not None and self._every and seq // self._every > start // self._every:
-            self._checkpoint(conn, self._signer, seq, prev, self._anchor, pending)
+            self._checkpoint(cursor, self._signer, seq, prev, self._anchor, pending)
         if seq != start:
             cursor.execute(_MOVE_HEAD.format(p=_PARAMSTYLE[dialect]), (seq, prev))
         return results
 
     @staticmethod
     def _flush(cursor: Any, dialect: str, rows: list[tuple[Any, ...]]) -> None:
-        """Insert through the driver's executemany, inside the SQLAlchemy transaction: the
-        hot path of appends, where SQLAlchemy's per-row parameter processing cost ~40 %."""
+        """Insert through the driver's executemany: the hot path of appends."""
         if rows:
             cursor.executemany(_INSERT.format(p=_PARAMSTYLE[dialect]), rows)
             rows.clear()
 
-    @staticmethod
-    def _checkpoint(conn: Connection, signer: CheckpointSigner, seq: int, head_hash: str,
+    def _checkpoint(self, cursor: Any, signer: CheckpointSigner, seq: int, head_hash: str,
                     anchor: Path | None, pending: _Pending) -> Checkpoint:
         checkpoint = signer.sign(seq, head_hash, datetime.now(UTC))
-        conn.execute(insert(_CHECKPOINTS).values(
-            seq=checkpoint.seq, head_hash=checkpoint.head_hash, created_at=checkpoint.created_at,
-            signature=checkpoint.signature, key_id=checkpoint.key_id))
+        created: Any = checkpoint.created_at
+        if self._dialect == "sqlite":  # the text UTCDateTime writes: naive UTC, 6 digits
+            created = created.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        cursor.execute(_INSERT_CHECKPOINT.format(p=_PARAMSTYLE[self._dialect]),
+                       (checkpoint.seq, checkpoint.head_hash, created, checkpoint.signature,
+                        checkpoint.key_id))
         if anchor is not None:
             pending.anchors.append((anchor, checkpoint, signer.public_key_hex))
         return checkpoint
@@ -230,17 +259,27 @@ class ChainWriter:
 
 
 class GroupCommitter:
-    """Coalesces concurrent appends into shared transactions on one executor thread."""
+    """Coalesces concurrent appends into shared transactions on one executor thread.
+
+    No asyncio task sits in the path: the first append of an idle store starts a drain on the
+    writer thread; appends arriving while it writes join the queue and ride its next
+    transaction; the thread hands each group's results back to the event loop in one
+    ``call_soon_threadsafe``. That is two thread hand-offs per append and nothing else
+    (an intermediate writer task cost another ~0.1 ms per call, measured).
+    """
 
     def __init__(self, writer: ChainWriter, executor: Executor, *, max_events: int = 5000) -> None:
         self._writer = writer
         self._executor = executor
         self._max = max_events
-        self._queue: asyncio.Queue[Unit | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._queue: deque[Unit] = deque()
+        self._lock = threading.Lock()  # guards _queue, _busy and _drain across the two threads
+        self._busy = False
+        self._drain: Future[None] | None = None
+        self._open = False
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-group-commit")
+        self._open = True
 
     async def submit_append(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
         future: asyncio.Future[list[AuditRecord]] = asyncio.get_running_loop().create_future()
@@ -253,60 +292,64 @@ class GroupCommitter:
         return await future
 
     def _put(self, unit: Unit) -> None:
-        if self._task is None or self._task.done():
-            raise AuditWriteError("the audit store is not open")
-        self._queue.put_nowait(unit)
+        with self._lock:
+            if not self._open:
+                raise AuditWriteError("the audit store is not open")
+            self._queue.append(unit)
+            if self._busy:
+                return
+            self._busy = True
+        try:
+            self._drain = self._executor.submit(self._drain_queue)
+        except RuntimeError as exc:  # executor shut down under us
+            with self._lock:
+                self._busy = False
+                self._queue.remove(unit)
+            raise AuditWriteError("the audit store is closed") from exc
 
     async def close(self) -> None:
-        """Commit everything queued so far, then stop the writer task."""
-        if self._task is None:
-            return
-        if not self._task.done():
-            self._queue.put_nowait(None)
-        task, self._task = self._task, None
-        await task
+        """Stop taking appends, commit everything already queued, then return."""
+        with self._lock:
+            self._open = False
+            drain = self._drain if self._busy else None
+        if drain is not None:
+            await asyncio.wrap_future(drain)
 
-    async def _run(self) -> None:
-        try:
-            while await self._commit_next_group():
-                pass
-        finally:
-            # Whatever is still queued will never be written: tell its callers so.
-            while not self._queue.empty():
-                unit = self._queue.get_nowait()
-                if unit is not None:
-                    _settle(unit, AuditWriteError("the audit store closed before this was written"))
+    def _drain_queue(self) -> None:
+        """Writer thread: commit groups until the queue is empty."""
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._busy = False
+                    return
+                group = [self._queue.popleft()]
+                size = _size(group[0])
+                while self._queue and size < self._max:
+                    group.append(self._queue.popleft())
+                    size += _size(group[-1])
+            live = [u for u in group if u.future is not None and not u.future.cancelled()]
+            if not live:
+                continue
+            try:
+                results = self._writer.write(live)
+            except BaseException as exc:  # write() turns database errors into results already
+                results = [_as_write_error(exc)] * len(live)
+            _hand_back(live, results)
 
-    async def _commit_next_group(self) -> bool:
-        """Commit one group; False once the stop sentinel has been reached."""
-        first = await self._queue.get()
-        if first is None:
-            return False
-        group: list[Unit] = [first]
-        size, more = _size(first), True
-        while size < self._max and not self._queue.empty():
-            unit = self._queue.get_nowait()
-            if unit is None:
-                more = False
-                break
-            group.append(unit)
-            size += _size(unit)
-        live = [u for u in group if u.future is not None and not u.future.cancelled()]
-        if not live:
-            return more
-        loop = asyncio.get_running_loop()
-        try:
-            results = await loop.run_in_executor(self._executor, self._writer.write, live)
-        except asyncio.CancelledError:
-            for unit in live:
-                _settle(unit, AuditWriteError("the writer was cancelled mid-transaction; "
-                                              "verify the chain to see whether this was written"))
-            raise
-        except Exception as exc:
-            results = [_as_write_error(exc)] * len(live)
-        for unit, result in zip(live, results, strict=True):
-            _settle(unit, result)
-        return more
+
+def _hand_back(units: Sequence[Unit], results: Sequence[object]) -> None:
+    """Resolve the callers' futures on their event loop (from the writer thread)."""
+    future = units[0].future
+    assert future is not None
+    try:
+        future.get_loop().call_soon_threadsafe(_settle_all, units, results)
+    except RuntimeError:  # the loop is closed: nobody is waiting any more
+        log.warning("audit results of %d unit(s) dropped: event loop closed", len(units))
+
+
+def _settle_all(units: Sequence[Unit], results: Sequence[object]) -> None:
+    for unit, result in zip(units, results, strict=True):
+        _settle(unit, result)
 
 
 def _size(unit: Unit) -> int:
