@@ -114,6 +114,12 @@ def pg_backend() -> Iterator[Backend]:
         yield pg
 
 
+@pytest.fixture
+def anchor(tmp_path: Path) -> Path:
+    """Where a test's signed checkpoints are anchored."""
+    return tmp_path / "anchor.jsonl"
+
+
 @pytest.fixture(scope="session")
 def signer() -> CheckpointSigner:
     return CheckpointSigner.generate()

@@ -27,11 +27,6 @@ COLUMNS = ("seq, event_id, occurred_at, event_type, actor, tenant, request_id, p
 
 
 @pytest.fixture
-def anchor(tmp_path: Path) -> Path:
-    return tmp_path / "anchor.jsonl"
-
-
-@pytest.fixture
 async def chain(backend: Backend, signer: CheckpointSigner, anchor: Path) -> Backend:
     async with backend.store(signer=signer, checkpoint_every=10, anchor=anchor) as store:
         for start in range(0, EVENTS, 5):
