@@ -9,6 +9,8 @@ Example::
         hits, metrics = await rag.retrieve("Who approves EDD?", tenant="bank-a")
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .admin import MilvusIndexManager
 from .config import PipelineConfig, load_config
 from .errors import (
@@ -25,12 +27,13 @@ from .errors import (
     UnsupportedBackendError,
     VectorStoreError,
 )
-from .pipeline import AdvancedRAGPipeline
 from .telemetry import PerformanceReport
 from .types import (
     Chunk,
     Classification,
     Document,
+    DocumentOutcome,
+    DocumentStatus,
     Fusion,
     Hit,
     HitScores,
@@ -43,7 +46,21 @@ from .types import (
     SearchType,
 )
 
+if TYPE_CHECKING:
+    from .pipeline import AdvancedRAGPipeline
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The pipeline records into compliance.audit, whose errors derive from this package's:
+    # importing it lazily lets `import compliance` (scripts, the audit tools) come first.
+    if name == "AdvancedRAGPipeline":
+        from .pipeline import AdvancedRAGPipeline
+
+        return AdvancedRAGPipeline
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AdvancedRAGPipeline",
@@ -54,6 +71,8 @@ __all__ = [
     "ConfigError",
     "Document",
     "DocumentError",
+    "DocumentOutcome",
+    "DocumentStatus",
     "EmbedderError",
     "FilterError",
     "Fusion",

@@ -140,6 +140,44 @@ class IngestSettings(_Model):
     max_document_chars: int = Field(2_000_000, ge=1)
 
 
+class AuditSettings(_Model):
+    """The audit trail: where events are written, what they may contain, and what a failed
+    write does. Secrets (the checkpoint signing key, the query-hash salt) come from the
+    environment variables named here, never from the file itself."""
+
+    enabled: bool = True
+    url: str | None = None  # None: sqlite:///<data_dir>/audit.db
+    db_schema: str | None = Field(None, alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    create: bool = True
+    on_failure: Literal["fail_closed", "fail_open"] = "fail_closed"
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    checkpoint_every: int | None = Field(None, ge=1)
+    signing_key_env: str = "ADVANCED_RAG_AUDIT_SIGNING_KEY"
+    signing_key_file: str | None = None
+    anchor: str | None = None
+    query_text: Literal["plain", "salted_hash"] = "plain"
+    query_salt_env: str = "ADVANCED_RAG_AUDIT_QUERY_SALT"
+    redact_pii: bool = True
+    redact_kinds: tuple[str, ...] | None = None  # None: every kind compliance.audit knows
+
+    def resolved_url(self, data_dir: str) -> str:
+        """The SQLAlchemy URL to open: ``url``, or a SQLite file under ``data_dir``."""
+        if self.url:
+            return self.url
+        return f"sqlite:///{Path(data_dir) / 'audit.db'}"
+
+
+class AccessSettings(_Model):
+    """Which actor may use which tenant. ``None`` (default): any actor, any tenant.
+
+    With a mapping, an actor must be listed and the tenant must be in its list (``"*"``
+    allows every tenant); anything else is refused with ``TenantError`` and recorded as an
+    ``access_denied`` audit event.
+    """
+
+    actor_tenants: dict[str, tuple[str, ...]] | None = None
+
+
 class PipelineConfig(_Model):
     """The whole configuration (the seed's ``PipelineConfig``)."""
 
@@ -150,6 +188,8 @@ class PipelineConfig(_Model):
     reranker: RerankerSettings = RerankerSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     ingest: IngestSettings = IngestSettings()
+    audit: AuditSettings = AuditSettings()
+    access: AccessSettings = AccessSettings()
 
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")

@@ -3,13 +3,17 @@
 A document's version is an integer that grows by one each time its content hash changes.
 New chunks are written before the old version's chunks are deleted, so a reader never
 sees a document with no chunks. One bad document is reported and never stops the rest.
+
+Every document ends with a :class:`DocumentOutcome`; an ``on_batch`` callback receives each
+batch's outcomes as soon as that batch is written (the pipeline records them in the audit
+trail there, so a crash mid-ingest leaves at most one batch indexed but unrecorded).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,9 +23,18 @@ from .config import ChunkingSettings, IngestSettings
 from .errors import AdvancedRagError, DocumentError
 from .protocols import Embedder, StoredChunk, VectorStore
 from .store.milvus import MAX_TEXT_CHARS
-from .types import Chunk, Classification, Document, IngestFailure, IngestReport
+from .types import (
+    Chunk,
+    Classification,
+    Document,
+    DocumentOutcome,
+    DocumentStatus,
+    IngestFailure,
+    IngestReport,
+)
 
 ProgressCallback = Callable[[int], None]
+BatchCallback = Callable[[Sequence[DocumentOutcome]], Awaitable[None]]
 _MAX_ID_CHARS = 512
 
 
@@ -85,9 +98,26 @@ class _Tally:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     failed: list[IngestFailure] = field(default_factory=list)
+    outcomes: list[DocumentOutcome] = field(default_factory=list)
     chunks_written: int = 0
     chunks_deleted: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def fail(self, doc_id: str, reason: str, doc: Document | None = None) -> None:
+        self.failed.append(IngestFailure(doc_id, reason))
+        self.outcomes.append(DocumentOutcome(
+            doc_id, DocumentStatus.FAILED, reason=reason,
+            content_hash=doc.content_hash if doc else None,
+            classification=str(doc.classification) if doc else None,
+            source=doc.source if doc else None))
+
+    def done(self, doc: Document, status: DocumentStatus, version: int,
+             chunk_ids: tuple[str, ...] = ()) -> None:
+        {DocumentStatus.NEW: self.new, DocumentStatus.UPDATED: self.updated,
+         DocumentStatus.UNCHANGED: self.unchanged}[status].append(doc.id)
+        self.outcomes.append(DocumentOutcome(
+            doc.id, status, version=version, content_hash=doc.content_hash, chunk_ids=chunk_ids,
+            classification=str(doc.classification), source=doc.source))
 
     def timed(self, stage: str, began: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - began
@@ -105,7 +135,11 @@ class Ingestor:
 
     async def ingest(self, documents: Iterable[Document], *, tenant: str,
                      progress: ProgressCallback | None = None,
+                     on_batch: BatchCallback | None = None,
                      now: datetime | None = None) -> IngestReport:
+        """Ingest ``documents`` for ``tenant``. An exception raised by ``on_batch`` stops the
+        ingest and propagates (documents of earlier batches stay ingested); the time it takes
+        is the ``record`` stage of the report."""
         tally = _Tally()
         created_at = int((now or datetime.now(UTC)).timestamp())
         valid: list[Document] = []
@@ -117,29 +151,41 @@ class Ingestor:
                 if doc.id in seen:
                     raise DocumentError(doc.id, "appears twice in this ingest")
             except DocumentError as exc:
-                tally.failed.append(IngestFailure(exc.doc_id, exc.reason))
+                tally.fail(exc.doc_id, exc.reason)
                 if progress:
                     progress(1)
                 continue
             seen.add(doc.id)
             valid.append(doc)
         tally.timed("validate", began)
+        reported = 0
+        if on_batch and tally.outcomes:
+            began = time.perf_counter()
+            await on_batch(tuple(tally.outcomes))
+            tally.timed("record", began)
+            reported = len(tally.outcomes)
         size = self._limits.batch_size
         for offset in range(0, len(valid), size):
             batch = valid[offset:offset + size]
             try:
                 await self._ingest_batch(batch, tenant, created_at, tally)
             except AdvancedRagError as exc:
-                done = set(tally.new) | set(tally.updated) | set(tally.unchanged)
-                tally.failed.extend(IngestFailure(d.id, f"{type(exc).__name__}: {exc}")
-                                    for d in batch if d.id not in done)
+                done = {o.doc_id for o in tally.outcomes[reported:]}
+                for d in batch:
+                    if d.id not in done:
+                        tally.fail(d.id, f"{type(exc).__name__}: {exc}", d)
+            if on_batch:
+                began = time.perf_counter()
+                await on_batch(tuple(tally.outcomes[reported:]))
+                tally.timed("record", began)
+                reported = len(tally.outcomes)
             if progress:
                 progress(len(batch))
         return IngestReport(
             tenant=tenant, new=tuple(tally.new), updated=tuple(tally.updated),
             unchanged=tuple(tally.unchanged), failed=tuple(tally.failed),
             chunks_written=tally.chunks_written, chunks_deleted=tally.chunks_deleted,
-            stage_seconds=dict(tally.seconds))
+            stage_seconds=dict(tally.seconds), documents=tuple(tally.outcomes))
 
     async def _ingest_batch(self, batch: Sequence[Document], tenant: str, created_at: int,
                             tally: _Tally) -> None:
@@ -150,7 +196,7 @@ class Ingestor:
         for doc in batch:
             previous = stored.get(doc.id)
             if previous is not None and previous.content_hash == doc.content_hash:
-                tally.unchanged.append(doc.id)
+                tally.done(doc, DocumentStatus.UNCHANGED, previous.version)
                 if previous.stale:  # an earlier run wrote the new version but died before cleanup
                     tally.chunks_deleted += await self._store.delete_versions(
                         tenant, doc.id, below=previous.version)
@@ -178,16 +224,17 @@ class Ingestor:
         began = time.perf_counter()
         tally.chunks_written += await self._store.write(rows)
         tally.timed("write", began)
-        written = {doc.id for doc, _, _ in chunked}
+        written = {doc.id: tuple(c.chunk_id for c in chunks) for doc, chunks, _ in chunked}
         began = time.perf_counter()
         for doc, version, is_update in todo:
             if is_update and doc.id in written:
                 tally.chunks_deleted += await self._store.delete_versions(tenant, doc.id,
                                                                           below=version)
         tally.timed("delete", began)
-        for doc, _, is_update in todo:
+        for doc, version, is_update in todo:
             if doc.id in written:
-                (tally.updated if is_update else tally.new).append(doc.id)
+                tally.done(doc, DocumentStatus.UPDATED if is_update else DocumentStatus.NEW,
+                           version, written[doc.id])
 
     def prepare(self, doc: Document, version: int = 1) -> tuple[list[Chunk], list[str]]:
         """The chunks of ``doc`` and the texts that will be embedded and indexed for them."""
@@ -210,9 +257,8 @@ class Ingestor:
             chunks, texts = self.prepare(doc, version)
             longest = max(len(t.encode("utf-8")) for t in texts)
             if longest > MAX_TEXT_CHARS:
-                tally.failed.append(IngestFailure(
-                    doc.id, f"a chunk has {longest:,} bytes, over Milvus's {MAX_TEXT_CHARS:,}; "
-                            "lower chunking.max_tokens"))
+                tally.fail(doc.id, f"a chunk has {longest:,} bytes, over Milvus's "
+                                   f"{MAX_TEXT_CHARS:,}; lower chunking.max_tokens", doc)
                 continue
             out.append((doc, chunks, texts))
         return out

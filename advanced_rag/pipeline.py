@@ -1,4 +1,9 @@
-"""The async pipeline: ingest, retrieve (hybrid / dense / keyword), rerank, telemetry.
+"""The async pipeline: ingest, retrieve (hybrid / dense / keyword), rerank, telemetry, audit.
+
+Every call is recorded in the audit trail (``audit:`` in the config) with its actor, tenant,
+latency and outcome, failures and refusals too. Under the default ``fail_closed`` policy a
+call whose audit event cannot be committed raises :class:`AuditWriteError` and returns
+nothing: no result leaves the pipeline unrecorded.
 
 Example::
 
@@ -12,28 +17,45 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from compliance.audit.models import MAX_TEXT, AuditEventType, new_event_id
+from compliance.audit.trail import AuditTrail
+from compliance.errors import AuditWriteError
+
+from . import recording
 from .config import PipelineConfig
-from .errors import AdvancedRagError, ConfigError, InputError
+from .errors import AdvancedRagError, ConfigError, InputError, TenantError
 from .ingestion import Ingestor, ProgressCallback
 from .protocols import Embedder, Reranker, SearchRequest, VectorStore
+from .recording import CallContext
 from .rerank import NoReranker
 from .store.filters import check_tenant, compile_filter
 from .telemetry import LatencyRecorder, PerformanceReport, StageTimer
 from .types import (
     Document,
+    DocumentOutcome,
+    Hit,
     IngestReport,
     MetadataFilter,
+    ModelIdentity,
     RetrievalMetrics,
     RetrievalResult,
     SearchType,
 )
 
+if TYPE_CHECKING:
+    from compliance.manager import ComplianceManager
+
 MAX_QUERY_CHARS = 8_192
+log = logging.getLogger(__name__)
 
 
 class AdvancedRAGPipeline:
@@ -45,11 +67,16 @@ class AdvancedRAGPipeline:
     """
 
     def __init__(self, config: PipelineConfig | None = None, *, embedder: Embedder | None = None,
-                 store: VectorStore | None = None, reranker: Reranker | None = None) -> None:
+                 store: VectorStore | None = None, reranker: Reranker | None = None,
+                 audit: AuditTrail | None = None) -> None:
         self.config = config or PipelineConfig()
         self._embedder = embedder
         self._store = store
         self._reranker = reranker
+        self._audit = audit
+        self._owns_audit = audit is None
+        self._session: str | None = None
+        self._compliance: ComplianceManager | None = None
         self._opened = False
         self._owns_backends = True
         self._built: list[object] = []
@@ -76,7 +103,8 @@ class AdvancedRAGPipeline:
                               key=".".join(map(str, ("pipeline", *first["loc"])))) from None
         sibling = AdvancedRAGPipeline(self.config.model_copy(update={"pipeline": settings}),
                                       embedder=self._embedder, store=self._store,
-                                      reranker=self._reranker)
+                                      reranker=self._reranker, audit=self._audit)
+        sibling._session = self._session
         sibling._opened = self._opened
         sibling._owns_backends = False
         return sibling
@@ -84,11 +112,20 @@ class AdvancedRAGPipeline:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> AdvancedRAGPipeline:
-        """Load models, connect to Milvus, create and load the collection. Idempotent."""
+        """Open the audit trail, load models, connect to Milvus, create and load the
+        collection, and record ``config_loaded`` and ``model_loaded``. Idempotent."""
         if self._opened:
             return self
         from . import factory
 
+        if self._audit is None:
+            self._audit = AuditTrail.from_settings(self.config.audit, data_dir=self.config.data_dir)
+        try:
+            await self._audit.open()
+        except AdvancedRagError as exc:
+            if self.config.audit.on_failure == "fail_closed":
+                raise
+            log.error("audit store unavailable, continuing without it (fail_open): %s", exc)
         if self._embedder is None:
             self._embedder = await factory.build_embedder(self.config.embedder)
             self._built.append(self._embedder)
@@ -100,7 +137,25 @@ class AdvancedRAGPipeline:
             self._store = factory.build_store(self.config, dimension=self._embedder.dimension)
         await self._store.open()
         self._opened = True
+        try:
+            await self._record_startup()
+        except BaseException:
+            await self.close()
+            raise
         return self
+
+    async def _record_startup(self) -> None:
+        assert self._audit is not None and self._embedder is not None
+        session = new_event_id()
+        ctx = CallContext("system", None, request_id=session, session=None)
+        events = [recording.config_event(self.config, ctx, event_id=session)]
+        ctx = replace(ctx, session=session)
+        events.append(recording.model_event("embedder", self._embedder.identity, ctx))
+        identity = getattr(self._reranker, "identity", None)
+        if isinstance(identity, ModelIdentity):
+            events.append(recording.model_event("reranker", identity, ctx))
+        await self._audit.record(events)
+        self._session = session
 
     async def close(self) -> None:
         if not self._owns_backends:
@@ -113,6 +168,11 @@ class AdvancedRAGPipeline:
             if callable(closer):
                 closer()
         self._built.clear()
+        if self._compliance is not None:
+            await self._compliance.close()
+            self._compliance = None
+        if self._audit is not None and self._owns_audit:
+            await self._audit.close()
         self._opened = False
 
     async def __aenter__(self) -> AdvancedRAGPipeline:
@@ -130,6 +190,56 @@ class AdvancedRAGPipeline:
     def _tenant(self, tenant: str | None) -> str:
         return check_tenant(tenant if tenant is not None else self.config.pipeline.default_tenant)
 
+    def _context(self, actor: str, request_id: str | None) -> CallContext:
+        for name, value in (("actor", actor), ("request_id", request_id)):
+            if (value is not None or name == "actor") and (
+                    not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT):
+                raise InputError(f"{name} must be a non-empty string of at most {MAX_TEXT} "
+                                 f"characters, got {value!r}")
+        return CallContext(actor, None, request_id or new_event_id(), self._session)
+
+    def _trail(self) -> AuditTrail:
+        if self._audit is None:
+            raise AdvancedRagError("the pipeline is not open: use 'async with' or await open()")
+        return self._audit
+
+    async def _authorize(self, ctx: CallContext, tenant: str | None, operation: str) -> CallContext:
+        """The call's context with its tenant, after checking the id and ``access`` rules.
+        A refusal is recorded as ``access_denied`` and raised as :class:`TenantError`."""
+        try:
+            tenant_id = self._tenant(tenant)
+            rules = self.config.access.actor_tenants
+            if rules is not None:
+                allowed = rules.get(ctx.actor, ())
+                if tenant_id not in allowed and "*" not in allowed:
+                    raise TenantError(f"actor {ctx.actor!r} may not access tenant {tenant_id!r}")
+        except TenantError as exc:
+            trail = self._trail()
+            await trail.record([recording.access_denied_event(
+                trail, ctx, exc, operation=operation,
+                requested_tenant=tenant if tenant is not None
+                else self.config.pipeline.default_tenant)])
+            raise
+        return replace(ctx, tenant=tenant_id)
+
+    async def _record_failure(self, kind: AuditEventType, ctx: CallContext, exc: Exception,
+                              began: float, details: Mapping[str, Any]) -> None:
+        """Record a failed call, then let the caller re-raise ``exc``. If the audit write
+        fails too, under fail_closed that failure is raised instead (``exc`` as context)."""
+        trail = self._trail()
+        await trail.record([recording.failure_event(
+            kind, trail, ctx, exc, latency_ms=(time.perf_counter() - began) * 1000,
+            details=details)])
+
+    @property
+    def compliance(self) -> ComplianceManager:
+        """The :class:`~compliance.ComplianceManager` over this pipeline's audit store."""
+        from compliance.manager import ComplianceManager
+
+        if self._compliance is None:
+            self._compliance = ComplianceManager(self.config, trail=self._trail())
+        return self._compliance
+
     @property
     def embedder(self) -> Embedder:
         return self._parts()[0]
@@ -141,31 +251,109 @@ class AdvancedRAGPipeline:
     # -- ingest ---------------------------------------------------------------------------
 
     async def ingest(self, documents: Iterable[Document], *, tenant: str | None = None,
-                     actor: str = "system", progress: ProgressCallback | None = None
-                     ) -> IngestReport:
+                     actor: str = "system", request_id: str | None = None,
+                     progress: ProgressCallback | None = None) -> IngestReport:
         """Ingest documents for one tenant; unchanged documents are skipped, changed ones
         replace their previous version. Bad documents are listed in ``report.failed``.
+
+        Each document gets an audit event (ingested / updated / skipped / failed, with its
+        version, content hash and chunk ids), committed batch by batch as the batch is
+        written. If that commit fails under fail_closed, the ingest stops with
+        :class:`AuditWriteError`; the batch just written stays indexed (its ids are in the
+        error message) and no later batch is touched.
         """
         embedder, store, _ = self._parts()
+        ctx = await self._authorize(self._context(actor, request_id), tenant, "ingest")
+        trail = self._trail()
+
+        async def record(outcomes: Sequence[DocumentOutcome]) -> None:
+            try:
+                await trail.record(recording.document_events(outcomes, ctx, trail))
+            except AuditWriteError as exc:
+                indexed = [o.doc_id for o in outcomes if o.chunk_ids]
+                raise AuditWriteError(f"{exc} (indexed but unrecorded: {indexed[:20]}"
+                                      f"{' ...' if len(indexed) > 20 else ''})") from exc
+
         ingestor = Ingestor(store, embedder, self.config.chunking, self.config.ingest)
-        return await ingestor.ingest(documents, tenant=self._tenant(tenant), progress=progress)
+        assert ctx.tenant is not None
+        began = time.perf_counter()
+        try:
+            return await ingestor.ingest(documents, tenant=ctx.tenant, progress=progress,
+                                         on_batch=record)
+        except AuditWriteError:
+            raise
+        except Exception as exc:  # per-document outcomes so far are recorded; say it stopped
+            await self._record_failure(AuditEventType.DOCUMENT_FAILED, ctx, exc, began,
+                                       {"operation": "ingest", "doc_id": None})
+            raise
 
     async def delete_documents(self, doc_ids: Sequence[str], *, tenant: str | None = None,
-                               actor: str = "system") -> int:
+                               actor: str = "system", request_id: str | None = None) -> int:
         """Delete every chunk of the given documents of one tenant; returns chunks deleted."""
         _, store, _ = self._parts()
-        return await store.delete_documents(self._tenant(tenant), list(doc_ids))
+        began = time.perf_counter()
+        ctx = await self._authorize(self._context(actor, request_id), tenant, "delete")
+        assert ctx.tenant is not None
+        ids = list(doc_ids)
+        try:
+            deleted = await store.delete_documents(ctx.tenant, ids)
+        except Exception as exc:
+            await self._record_failure(AuditEventType.DOCUMENT_DELETED, ctx, exc, began,
+                                       {"doc_ids": ids})
+            raise
+        await self._trail().record([recording.deletion_event(
+            ids, deleted, ctx, (time.perf_counter() - began) * 1000)])
+        return deleted
 
     # -- retrieve -------------------------------------------------------------------------
 
     async def retrieve(self, query: str, *, tenant: str | None = None, top_k: int | None = None,
                        filters: MetadataFilter | None = None,
                        search_type: SearchType | str | None = None,
-                       actor: str = "system") -> RetrievalResult:
+                       actor: str = "system", request_id: str | None = None) -> RetrievalResult:
         """Search one tenant's chunks; rerank when a reranker is configured.
 
-        Returns a :class:`RetrievalResult`, which also unpacks as ``hits, metrics``.
+        Returns a :class:`RetrievalResult`, which also unpacks as ``hits, metrics``. The
+        ``retrieval`` audit event (and ``rerank``, its child) is committed before this
+        returns; ``metrics.stage_ms["audit"]`` is what that commit cost.
         """
+        self._parts()
+        began = time.perf_counter()
+        ctx = await self._authorize(self._context(actor, request_id), tenant, "retrieve")
+        settings = self.config.pipeline
+        event_id = new_event_id()
+        timer = StageTimer()
+        try:
+            request, candidates, hits = await self._search(query, ctx, top_k, filters,
+                                                           search_type, timer)
+        except Exception as exc:
+            details: dict[str, Any] = {"search_type": str(search_type or settings.search_type),
+                                       "top_k": top_k or settings.top_k}
+            if isinstance(query, str) and query.strip():
+                details.update(self._trail().query_fields(query[:MAX_QUERY_CHARS]))
+            await self._record_failure(AuditEventType.RETRIEVAL, ctx, exc, began, details)
+            raise
+        _, _, reranker = self._parts()
+        reranked = None if isinstance(reranker, NoReranker) else reranker.name
+        trail = self._trail()
+        with timer.stage("audit"):  # building the events and committing them
+            await trail.record(recording.retrieval_events(
+                trail, ctx, query=query, request=request, filters=filters,
+                candidates=candidates, hits=hits, reranker=reranked,
+                rerank_top_k=min(settings.rerank_top_k, request.limit),
+                stage_ms=dict(timer.stage_ms), event_id=event_id))
+        total = timer.total_ms
+        self._latency.record(timer.stage_ms, total)
+        metrics = RetrievalMetrics(stage_ms=dict(timer.stage_ms), total_ms=total,
+                                   target_latency_ms=settings.target_latency_ms)
+        assert ctx.tenant is not None
+        return RetrievalResult(query=query, tenant=ctx.tenant, search_type=request.search_type,
+                               hits=tuple(hits), metrics=metrics)
+
+    async def _search(self, query: str, ctx: CallContext, top_k: int | None,
+                      filters: MetadataFilter | None, search_type: SearchType | str | None,
+                      timer: StageTimer) -> tuple[SearchRequest, list[Hit], list[Hit]]:
+        """Validate, embed, search, rerank: the request, the first-stage hits, the final hits."""
         embedder, store, reranker = self._parts()
         settings = self.config.pipeline
         if not isinstance(query, str) or not query.strip():
@@ -173,34 +361,32 @@ class AdvancedRAGPipeline:
         if len(query) > MAX_QUERY_CHARS:
             raise InputError(f"the query has {len(query):,} characters; the limit is "
                              f"{MAX_QUERY_CHARS:,}")
-        tenant_id = self._tenant(tenant)
-        kind = SearchType(search_type or settings.search_type)
+        try:
+            kind = SearchType(search_type or settings.search_type)
+        except ValueError:
+            raise InputError(f"search_type {search_type!r} is not one of "
+                             f"{', '.join(t.value for t in SearchType)}") from None
         limit = top_k or settings.top_k
         if limit < 1:
             raise InputError("top_k must be at least 1")
-        expr = compile_filter(tenant_id, filters)
-        timer = StageTimer()
+        assert ctx.tenant is not None
+        expr = compile_filter(ctx.tenant, filters)
         vector = None
         if kind is not SearchType.KEYWORD:
             with timer.stage("embed"):
                 vector = await embedder.embed_query(query)
-        reranking = not isinstance(reranker, NoReranker)
         request = SearchRequest(
-            tenant=tenant_id, query_text=query, query_vector=vector, search_type=kind,
+            tenant=ctx.tenant, query_text=query, query_vector=vector, search_type=kind,
             limit=limit, expr=expr,
             fusion=settings.fusion, alpha=settings.hybrid_alpha, rrf_k=settings.rrf_k,
             candidate_limit=max(settings.candidate_limit, limit))
         with timer.stage("search"):
-            hits = await store.search(request)
-        if reranking:
+            candidates = await store.search(request)
+        hits = candidates
+        if not isinstance(reranker, NoReranker):
             with timer.stage("rerank"):
-                hits = await reranker.rerank(query, hits, min(settings.rerank_top_k, limit))
-        total = timer.total_ms
-        self._latency.record(timer.stage_ms, total)
-        metrics = RetrievalMetrics(stage_ms=dict(timer.stage_ms), total_ms=total,
-                                   target_latency_ms=settings.target_latency_ms)
-        return RetrievalResult(query=query, tenant=tenant_id, search_type=kind, hits=tuple(hits),
-                               metrics=metrics)
+                hits = await reranker.rerank(query, candidates, min(settings.rerank_top_k, limit))
+        return request, candidates, hits
 
     # -- telemetry ------------------------------------------------------------------------
 

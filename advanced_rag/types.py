@@ -196,6 +196,34 @@ class IngestFailure:
     reason: str
 
 
+class DocumentStatus(StrEnum):
+    """What an ingest did with one document."""
+
+    NEW = "new"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentOutcome:
+    """One document's fate in an ingest, with what an auditor needs to trace it later.
+
+    ``version`` and ``content_hash`` are those now stored (``None`` for a failed document that
+    never validated); ``chunk_ids`` are the chunks written by this ingest (empty when
+    unchanged or failed); ``reason`` says why a document failed.
+    """
+
+    doc_id: str
+    status: DocumentStatus
+    version: int | None = None
+    content_hash: str | None = None
+    chunk_ids: tuple[str, ...] = ()
+    classification: str | None = None
+    source: str | None = None
+    reason: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class IngestReport(_ItemAccess):
     """What one ingest call did. Re-running an unchanged ingest reports only ``unchanged``."""
@@ -208,6 +236,7 @@ class IngestReport(_ItemAccess):
     chunks_written: int
     chunks_deleted: int
     stage_seconds: Mapping[str, float]
+    documents: tuple[DocumentOutcome, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -47,7 +47,8 @@ BAR_LATENCY, BAR_INGEST = 1.15, 0.80
 
 
 def config():  # type: ignore[no-untyped-def]
-    return validate_config({"milvus": {"uri": str(DB), "collection": "latency"}})
+    return validate_config({"milvus": {"uri": str(DB), "collection": "latency"},
+                            "data_dir": str(BENCH_DIR)})
 
 
 async def phase_ingest() -> None:

@@ -44,7 +44,8 @@ ANALYZERS = {
 
 
 def base_config():  # type: ignore[no-untyped-def]
-    return validate_config({"milvus": {"uri": str(BENCH_DIR / "quality.db")}})
+    return validate_config({"milvus": {"uri": str(BENCH_DIR / "quality.db")},
+                            "data_dir": str(BENCH_DIR)})
 
 
 async def index(name: str) -> None:

@@ -32,7 +32,7 @@ async def rag(embedder, milvus_uri: str) -> AsyncIterator[object]:  # type: igno
     from advanced_rag import AdvancedRAGPipeline
     from advanced_rag.config import validate_config
 
-    config = validate_config({"milvus": {"uri": milvus_uri},
+    config = validate_config({"data_dir": str(Path(milvus_uri).parent), "milvus": {"uri": milvus_uri},
                               "chunking": {"max_tokens": 64, "min_tokens": 4}})
     async with AdvancedRAGPipeline(config, embedder=embedder) as pipeline:
         yield pipeline

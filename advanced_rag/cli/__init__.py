@@ -1,4 +1,4 @@
-"""``advanced-rag`` command line: init, ingest, query, eval, tune, demo.
+"""``advanced-rag`` command line: init, ingest, query, eval, tune, demo, audit.
 
 Exit codes: 0 success, 1 the work failed (a backend error, documents that failed to
 ingest, a bar not met), 2 bad usage or configuration.
@@ -29,6 +29,16 @@ def _load(path: str | None) -> PipelineConfig:
     if Path(DEFAULT_CONFIG).is_file():
         return load_config(DEFAULT_CONFIG)
     return PipelineConfig()
+
+
+def default_actor() -> str:
+    """``cli:<login name>``: the audit log's actor for commands run by hand or cron."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return "cli:unknown"
 
 
 def template_text() -> str:
@@ -72,7 +82,8 @@ async def cmd_ingest(args: argparse.Namespace) -> int:
     unreadable = [IngestFailure(e.doc_id, e.reason) for e in items if not isinstance(e, Document)]
     async with AdvancedRAGPipeline.from_config(config) as rag:
         with _progress(len(documents), "ingest", not args.quiet) as bar:
-            report = await rag.ingest(documents, tenant=args.tenant, progress=bar.update)
+            report = await rag.ingest(documents, tenant=args.tenant, actor=args.actor,
+                                      progress=bar.update)
     failures = [*unreadable, *report.failed]
     if args.json:
         _print(json.dumps({
@@ -128,7 +139,8 @@ async def cmd_query(args: argparse.Namespace) -> int:
                                  doc_ids=tuple(args.doc_id) if args.doc_id else None)
     async with AdvancedRAGPipeline.from_config(config) as rag:
         result = await rag.retrieve(args.query, tenant=args.tenant, top_k=args.top_k,
-                                    filters=filters, search_type=args.search_type)
+                                    filters=filters, search_type=args.search_type,
+                                    actor=args.actor)
     if args.json:
         _print(json.dumps({"query": result.query, "tenant": result.tenant,
                            "search_type": result.search_type.value, "hits": _hit_rows(result),
@@ -189,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", help="tenant id (default: pipeline.default_tenant)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--actor", default=default_actor(), help="who is ingesting, as recorded in "
+                                                           "the audit log (default: %(default)s)")
 
     p = command("query", "Retrieve the chunks that best answer a question.", cmd_query)
     p.add_argument("query", help="the question")
@@ -202,9 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only these classifications (repeatable)")
     p.add_argument("--doc-id", action="append", help="only these documents (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--actor", default=default_actor(), help="who is asking, as recorded in "
+                                                           "the audit log (default: %(default)s)")
 
-    from . import evaluate
+    from . import audit, evaluate
 
     evaluate.add_commands(command)
+    audit.add_commands(command)
     return parser
 

@@ -193,12 +193,18 @@ async def cmd_demo(args: argparse.Namespace) -> int:
             print_result(result)
             _print()
         perf = rag.performance_report()
+        if rag.config.audit.enabled:
+            audit = await rag.compliance.verify_audit_log(actor="demo")
     _print("latency over the demo queries (ms):")
     for stage, s in perf.stage_latencies.items():
         _print(f"  {stage:<8} p50 {s.p50:7.1f}  p95 {s.p95:7.1f}  p99 {s.p99:7.1f}  (n={s.count})")
     rate = perf.sla_compliance.compliance_rate
     _print(f"  SLA {perf.sla_compliance.target_latency_ms:.0f} ms met by "
            f"{(rate or 0) * 100:.0f}% of queries")
+    if config.audit.enabled:
+        _print(f"\naudit trail {config.audit.resolved_url(config.data_dir)}: "
+               f"{audit.events_checked:,} events verified, head {audit.head_hash[:16]}… "
+               "(`advanced-rag audit tail` shows the latest)")
     return EXIT_FAILED if report.failed else EXIT_OK
 
 

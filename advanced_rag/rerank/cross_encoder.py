@@ -6,13 +6,14 @@ import asyncio
 import dataclasses
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..embed.sentence_transformers import load_sentence_model
+from ..embed.sentence_transformers import load_sentence_model, weights_sha256
 from ..errors import EmbedderError, RerankerError
-from ..types import Hit
+from ..types import Hit, ModelIdentity
 
 
 class CrossEncoderReranker:
@@ -30,17 +31,23 @@ class CrossEncoderReranker:
     def __init__(self, model: str, *, max_length: int = 512, batch_size: int = 16,
                  device: str = "cpu", backend: str = "torch") -> None:
         try:
-            self._model, _ = load_sentence_model(model, device=device, backend=backend,
+            self._model, path = load_sentence_model(model, device=device, backend=backend,
                                                  cross_encoder=True, max_length=max_length)
         except EmbedderError as exc:
             raise RerankerError(str(exc)) from exc
         self._name = model
+        self._identity = ModelIdentity(model, weights_sha256(path) if Path(path).is_dir() else "unknown")
         self._batch_size = batch_size
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reranker")
 
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """Model name and SHA-256 of its weight files (recorded in the audit log)."""
+        return self._identity
 
     def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
         try:

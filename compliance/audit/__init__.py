@@ -59,8 +59,11 @@ storage the database credentials cannot rewrite (object lock / WORM bucket, anot
 from __future__ import annotations
 
 from .checkpoints import CheckpointSigner
+from .export import ExportCheck, ExportReport, export_jsonl, verify_export
 from .models import AuditEvent, AuditEventType, AuditRecord, ChainHead, Checkpoint
+from .redaction import Redaction, redact_payload, redact_text
 from .store import AuditStore
+from .trail import AuditTrail
 from .verify import VerificationReport, verify_chain
 
 __all__ = [
@@ -68,9 +71,17 @@ __all__ = [
     "AuditEventType",
     "AuditRecord",
     "AuditStore",
+    "AuditTrail",
     "ChainHead",
     "Checkpoint",
     "CheckpointSigner",
+    "ExportCheck",
+    "ExportReport",
+    "Redaction",
     "VerificationReport",
+    "export_jsonl",
+    "redact_payload",
+    "redact_text",
     "verify_chain",
+    "verify_export",
 ]

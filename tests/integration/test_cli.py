@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from compliance.audit.guards import GUARD_NAMES
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +27,7 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_command(tmp_path: Path) -> None:
     out = run("--help", cwd=tmp_path)
     assert out.returncode == 0
-    for command in ("init", "ingest", "query", "eval", "tune", "demo"):
+    for command in ("init", "ingest", "query", "eval", "tune", "demo", "audit"):
         assert command in out.stdout
     for command in ("ingest", "query", "tune", "demo"):
         sub = run(command, "--help", cwd=tmp_path)
@@ -63,6 +66,55 @@ def test_init_ingest_query_round_trip(tmp_path: Path) -> None:
     assert {h["doc_id"] for h in json.loads(out.stdout)["hits"]} == {"complaints"}
     out = run("query", "loans", "--tenant", "bank-b", cwd=tmp_path)
     assert out.returncode == 0 and "0 hits" in out.stdout
+
+
+def test_audit_verify_tail_export_and_tamper_detection(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "loans.txt").write_text("Loans above 250,000 euros go to the credit committee.",
+                                    encoding="utf-8")
+    assert run("ingest", str(docs), "--tenant", "bank-a", "--quiet", "--actor", "ops-1",
+               cwd=tmp_path).returncode == 0
+    assert run("query", "who approves loans", "--tenant", "bank-a", "--actor", "teller-9",
+               cwd=tmp_path).returncode == 0
+
+    out = run("audit", "verify", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    # config_loaded + model_loaded, per process (2 processes), + document_ingested + retrieval
+    assert json.loads(out.stdout)["events_checked"] == 6
+    out = run("audit", "tail", "-n", "2", "--json", cwd=tmp_path)
+    tail = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [(e["seq"], e["event_type"], e["actor"]) for e in tail] == [
+        (6, "retrieval", "teller-9"), (7, "audit_verified", "cli:" + _login())]
+    assert tail[0]["payload"]["query"] == "who approves loans"
+
+    export = tmp_path / "audit-export.jsonl"
+    out = run("audit", "export", "--output", str(export), "--from", "2000-01-01", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert run("audit", "verify-export", str(export), cwd=tmp_path).returncode == 0
+    text = export.read_text(encoding="utf-8")
+    export.write_text(text.replace("who approves loans", "who approves mortgages"),
+                      encoding="utf-8")
+    out = run("audit", "verify-export", str(export), cwd=tmp_path)
+    assert out.returncode == 1 and "seq 6" in out.stderr
+
+    db = tmp_path / ".advanced-rag" / "audit.db"
+    with sqlite3.connect(db) as conn:  # an insider with write access to the file
+        conn.executescript("".join(f"DROP TRIGGER {name};" for name in GUARD_NAMES["sqlite"]))
+        conn.execute("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 6")
+    out = run("audit", "verify", cwd=tmp_path)
+    assert out.returncode == 1 and "AUDIT CHAIN INVALID at seq 6" in out.stderr
+    script = Path(__file__).resolve().parents[2] / "scripts" / "verify_audit_log.py"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cron = subprocess.run([sys.executable, str(script), "--no-record"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert cron.returncode == 1 and "seq 6" in cron.stderr
+
+
+def _login() -> str:
+    import getpass
+
+    return getpass.getuser()
 
 
 def test_bad_config_exits_2_and_names_the_line(tmp_path: Path) -> None:

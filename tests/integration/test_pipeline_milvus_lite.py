@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -150,10 +151,7 @@ async def test_input_errors(rag: AdvancedRAGPipeline) -> None:
         await rag.retrieve("   ", tenant="t")
     with pytest.raises(InputError):
         await rag.retrieve("q" * 10_000, tenant="t")
-    no_default = AdvancedRAGPipeline(rag.config.model_copy(update={
-        "pipeline": rag.config.pipeline.model_copy(update={"default_tenant": None})}),
-        embedder=rag.embedder, store=rag.store)
-    no_default._opened = True
+    no_default = rag.with_settings(default_tenant=None)
     with pytest.raises(TenantError, match="required"):
         await no_default.retrieve("anything")
 
@@ -173,7 +171,8 @@ async def test_reopen_in_a_new_process_loads_the_collection(rag: AdvancedRAGPipe
         from advanced_rag import AdvancedRAGPipeline
         from advanced_rag.config import validate_config
         async def main():
-            config = validate_config({{"milvus": {{"uri": {milvus_uri!r}}}}})
+            config = validate_config({{"milvus": {{"uri": {milvus_uri!r}}},
+                                      "data_dir": {str(Path(milvus_uri).parent)!r}}})
             async with AdvancedRAGPipeline.from_config(config) as rag:
                 hits, _ = await rag.retrieve("complaints acknowledged", tenant="persist")
                 print(json.dumps([h.doc_id for h in hits]))

@@ -16,11 +16,11 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "config.template.yaml"
 def _model_paths(model: type[BaseModel], prefix: str = "") -> set[str]:
     paths: set[str] = set()
     for name, field in model.model_fields.items():
-        annotation = field.annotation
+        annotation, key = field.annotation, field.alias or name
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            paths |= _model_paths(annotation, f"{prefix}{name}.")
+            paths |= _model_paths(annotation, f"{prefix}{key}.")
         else:
-            paths.add(prefix + name)
+            paths.add(prefix + key)
     return paths
 
 

@@ -15,7 +15,8 @@ from advanced_rag.types import (
 
 EXPECTED_ALL = {
     "AdvancedRAGPipeline", "AdvancedRagError", "BackendError", "Chunk", "Classification",
-    "ConfigError", "Document", "DocumentError", "EmbedderError", "FilterError", "Fusion", "Hit",
+    "ConfigError", "Document", "DocumentError", "DocumentOutcome", "DocumentStatus",
+    "EmbedderError", "FilterError", "Fusion", "Hit",
     "HitScores", "IngestFailure", "IngestReport", "InputError", "MetadataFilter",
     "MilvusIndexManager", "MissingDependencyError", "ModelIdentity", "PerformanceReport",
     "PipelineConfig", "RerankerError", "RetrievalMetrics", "RetrievalResult", "SearchType",

@@ -35,10 +35,18 @@ from compliance.errors import (
 
 def test_public_api_is_pinned() -> None:
     assert sorted(audit.__all__) == sorted([
-        "AuditEvent", "AuditEventType", "AuditRecord", "AuditStore", "ChainHead", "Checkpoint",
-        "CheckpointSigner", "VerificationReport", "verify_chain"])
+        "AuditEvent", "AuditEventType", "AuditRecord", "AuditStore", "AuditTrail", "ChainHead",
+        "Checkpoint", "CheckpointSigner", "ExportCheck", "ExportReport", "Redaction",
+        "VerificationReport", "export_jsonl", "redact_payload", "redact_text", "verify_chain",
+        "verify_export"])
     for name in audit.__all__:
         assert getattr(audit, name) is not None
+    import compliance
+
+    assert sorted(compliance.__all__) == ["AuditIntegrityError", "AuditWriteError",
+                                          "ComplianceError", "ComplianceManager", "RetentionError"]
+    for name in compliance.__all__:
+        assert getattr(compliance, name) is not None
 
 
 def test_error_tree() -> None:

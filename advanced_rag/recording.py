@@ -1,0 +1,202 @@
+"""What the pipeline records: pure functions from its operations to audit events.
+
+Each function returns :class:`~compliance.audit.AuditEvent` values (payload canonicalised
+and digested on construction); the pipeline hands them to its ``AuditTrail``. Free text
+(queries, error messages) goes through the trail's redaction before it lands in a payload;
+identifiers, versions, hashes and scores are recorded as they are. API keys and other
+secrets never reach these functions: the config holds only the names of the environment
+variables that contain them.
+
+Example::
+
+    events = retrieval_events(trail, result, ctx, request=req, filters=None, reranker="none")
+    await trail.record(events)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from compliance.audit.hashing import rfc3339
+from compliance.audit.models import AuditEvent, AuditEventType
+
+from .protocols import SearchRequest
+from .types import DocumentOutcome, DocumentStatus, Hit, MetadataFilter, ModelIdentity
+
+if TYPE_CHECKING:
+    from compliance.audit.trail import AuditTrail
+
+    from .config import PipelineConfig
+
+__all__ = [
+    "CallContext",
+    "access_denied_event",
+    "config_digest",
+    "config_event",
+    "deletion_event",
+    "document_events",
+    "failure_event",
+    "filter_payload",
+    "hits_payload",
+    "model_event",
+    "retrieval_events",
+]
+
+_STATUS_EVENT = {
+    DocumentStatus.NEW: AuditEventType.DOCUMENT_INGESTED,
+    DocumentStatus.UPDATED: AuditEventType.DOCUMENT_UPDATED,
+    DocumentStatus.UNCHANGED: AuditEventType.DOCUMENT_SKIPPED,
+    DocumentStatus.FAILED: AuditEventType.DOCUMENT_FAILED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """Who made one pipeline call, for whom, and how it is tied to the rest of the log.
+
+    ``session`` is the event id of the ``config_loaded`` event written when the pipeline
+    opened: every later event names it, so an auditor can tell which configuration and
+    models served a request.
+    """
+
+    actor: str
+    tenant: str | None
+    request_id: str
+    session: str | None
+
+
+def config_digest(config: PipelineConfig) -> str:
+    """SHA-256 of the config's canonical JSON (sorted keys, defaults included)."""
+    text = json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _event(kind: AuditEventType, ctx: CallContext, payload: dict[str, Any], *,
+           parent: str | None = None, event_id: str | None = None) -> AuditEvent:
+    body = {"session": ctx.session, **payload} if ctx.session else payload
+    if event_id is None:
+        return AuditEvent(kind, ctx.actor, body, tenant=ctx.tenant, request_id=ctx.request_id,
+                          parent_event_id=parent)
+    return AuditEvent(kind, ctx.actor, body, tenant=ctx.tenant, request_id=ctx.request_id,
+                      parent_event_id=parent, event_id=event_id)
+
+
+def config_event(config: PipelineConfig, ctx: CallContext, *, event_id: str) -> AuditEvent:
+    """``config_loaded``: the full effective config (it holds no secrets) and its digest."""
+    return _event(AuditEventType.CONFIG_LOADED, ctx,
+                  {"config_sha256": config_digest(config),
+                   "config": config.model_dump(mode="json", by_alias=True)}, event_id=event_id)
+
+
+def model_event(role: str, identity: ModelIdentity, ctx: CallContext) -> AuditEvent:
+    """``model_loaded``: which model fills ``role`` (embedder, reranker), by weights SHA-256."""
+    return _event(AuditEventType.MODEL_LOADED, ctx,
+                  {"role": role, "model": identity.name, "weights_sha256": identity.sha256,
+                   "dimension": identity.dimension})
+
+
+def document_events(outcomes: Sequence[DocumentOutcome], ctx: CallContext,
+                    trail: AuditTrail) -> list[AuditEvent]:
+    """One event per document: ingested / updated / skipped / failed."""
+    out = []
+    for o in outcomes:
+        payload: dict[str, Any] = {"doc_id": o.doc_id, "status": str(o.status),
+                                   "version": o.version, "content_sha256": o.content_hash,
+                                   "classification": o.classification, "source": o.source}
+        if o.chunk_ids:
+            payload["chunk_ids"] = list(o.chunk_ids)
+        if o.reason is not None:
+            payload["reason"] = trail.text(o.reason)
+        out.append(_event(_STATUS_EVENT[o.status], ctx, payload))
+    return out
+
+
+def deletion_event(doc_ids: Sequence[str], chunks_deleted: int, ctx: CallContext,
+                   latency_ms: float) -> AuditEvent:
+    return _event(AuditEventType.DOCUMENT_DELETED, ctx,
+                  {"doc_ids": list(doc_ids), "chunks_deleted": chunks_deleted,
+                   "latency_ms": round(latency_ms, 3), "outcome": "ok"})
+
+
+def filter_payload(spec: MetadataFilter | None) -> dict[str, Any] | None:
+    """The caller's filter as plain JSON (only the constraints that were set)."""
+    if spec is None:
+        return None
+    out: dict[str, Any] = {}
+    for f in fields(spec):
+        value = getattr(spec, f.name)
+        if value is None or value == {} or value == ():
+            continue
+        if isinstance(value, datetime):
+            value = rfc3339(value)
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def hits_payload(hits: Sequence[Hit]) -> dict[str, Any]:
+    """Returned chunks in rank order, column by column: ids, the document version each came
+    from, and one score list per signal that was computed (``None`` where a hit lacks it).
+
+    Columns rather than one object per hit: the same facts in a third of the JSON, and a
+    retrieval event's payload costs about 40 µs to canonicalise instead of 150 µs.
+    """
+    scores: dict[str, list[float | None]] = {}
+    for name in ("dense", "bm25", "fused", "rerank"):
+        column = [getattr(h.scores, name) for h in hits]
+        if any(v is not None for v in column):
+            scores[name] = column
+    return {"chunk_id": [h.chunk_id for h in hits], "doc_id": [h.doc_id for h in hits],
+            "doc_version": [h.doc_version for h in hits], "scores": scores}
+
+
+def _search_fields(request: SearchRequest, filters: MetadataFilter | None) -> dict[str, Any]:
+    return {"search_type": str(request.search_type), "top_k": request.limit,
+            "filters": filter_payload(filters),
+            "fusion": {"method": str(request.fusion), "alpha": request.alpha,
+                       "rrf_k": request.rrf_k, "candidate_limit": request.candidate_limit}}
+
+
+def retrieval_events(trail: AuditTrail, ctx: CallContext, *, query: str, request: SearchRequest,
+                     filters: MetadataFilter | None, candidates: Sequence[Hit],
+                     hits: Sequence[Hit], reranker: str | None, rerank_top_k: int,
+                     stage_ms: Mapping[str, float], event_id: str) -> list[AuditEvent]:
+    """``retrieval`` (what was asked and what came back), and a child ``rerank`` event when a
+    reranker ran (what it saw and what it kept)."""
+    payload = {**trail.query_fields(query), **_search_fields(request, filters),
+               "results": hits_payload(candidates if reranker else hits),
+               "latency_ms": {k: round(v, 3) for k, v in stage_ms.items()}, "outcome": "ok"}
+    events = [_event(AuditEventType.RETRIEVAL, ctx, payload, event_id=event_id)]
+    if reranker:
+        events.append(_event(AuditEventType.RERANK, ctx, {
+            "reranker": reranker, "candidates": len(candidates), "top_k": rerank_top_k,
+            "results": hits_payload(hits),
+            "latency_ms": round(stage_ms.get("rerank", 0.0), 3), "outcome": "ok"},
+            parent=event_id))
+    return events
+
+
+def failure_event(kind: AuditEventType, trail: AuditTrail, ctx: CallContext, error: BaseException,
+                  *, latency_ms: float, details: Mapping[str, Any]) -> AuditEvent:
+    """The event of a call that raised: what was attempted, the error class and message."""
+    return _event(kind, ctx, {**details, "outcome": "error", "error": type(error).__name__,
+                              "message": trail.text(str(error)),
+                              "latency_ms": round(latency_ms, 3)})
+
+
+def access_denied_event(trail: AuditTrail, ctx: CallContext, error: BaseException, *,
+                        operation: str, requested_tenant: object) -> AuditEvent:
+    """``access_denied``: who asked for which tenant, for what, and why it was refused."""
+    asked = requested_tenant if isinstance(requested_tenant, str | None) else repr(requested_tenant)
+    return _event(AuditEventType.ACCESS_DENIED, ctx, {
+        "operation": operation, "requested_tenant": trail.text(asked) if asked else asked,
+        "error": type(error).__name__, "message": trail.text(str(error)), "outcome": "denied"})
