@@ -34,6 +34,7 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/retrieval_quality.py
 	$(BIN)/python benchmarks/latency.py
+	$(BIN)/python benchmarks/audit.py
 
 clean:
 	rm -rf $(VENV) .advanced-rag .pytest_cache
