@@ -38,21 +38,30 @@ async def rag(embedder, milvus_uri: str) -> AsyncIterator[object]:  # type: igno
         yield pipeline
 
 
-@pytest.fixture(scope="session")
-def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A real CrossEncoder built from the packaged MiniLM weights (untrained head, fixed seed).
-
-    No pretrained cross-encoder can be installed offline; this one exercises the loading,
-    batching and ordering code for real. It says nothing about reranking quality.
-    """
+def _minilm_cross_encoder(tmp_path_factory: pytest.TempPathFactory, num_labels: int) -> str:
+    """A real CrossEncoder built from the packaged MiniLM weights (untrained head, fixed seed),
+    saved to a folder as a user's model would be."""
     import torch
     from sentence_transformers import CrossEncoder
 
     from advanced_rag.embed.sentence_transformers import resolve_model_path
 
     torch.manual_seed(0)
-    model = CrossEncoder(resolve_model_path("all-MiniLM-L6-v2"), num_labels=1,
+    model = CrossEncoder(resolve_model_path("all-MiniLM-L6-v2"), num_labels=num_labels,
                          local_files_only=True)
-    target = tmp_path_factory.mktemp("cross-encoder")
+    target = tmp_path_factory.mktemp(f"cross-encoder-{num_labels}")
     model.save(str(target))
     return str(target)
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A one-label cross-encoder. No pretrained cross-encoder installs offline; this one
+    exercises the loading, batching and ordering code for real, not reranking quality."""
+    return _minilm_cross_encoder(tmp_path_factory, 1)
+
+
+@pytest.fixture(scope="session")
+def nli_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A three-label cross-encoder standing in for an NLI model (plumbing, not judging)."""
+    return _minilm_cross_encoder(tmp_path_factory, 3)
