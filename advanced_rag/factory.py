@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from .config import EmbedderSettings, PipelineConfig, RerankerSettings
+from .config import (
+    EmbedderSettings,
+    GeneratorSettings,
+    JudgeSettings,
+    PipelineConfig,
+    RerankerSettings,
+)
+from .generate.base import Generator
 from .protocols import Embedder, Reranker, VectorStore
+from .scoring.base import Judge
 
 
 async def build_embedder(settings: EmbedderSettings) -> Embedder:
@@ -34,3 +42,31 @@ def build_store(config: PipelineConfig, *, dimension: int) -> VectorStore:
     from .store.milvus import MilvusStore
 
     return MilvusStore(config.milvus, dimension=dimension)
+
+
+def build_generator(settings: GeneratorSettings, *, embedder: Embedder) -> Generator:
+    """``extractive`` (offline, uses the embedder) or ``openai`` (OpenAI-compatible server)."""
+    from .generate import ExtractiveGenerator, OpenAIChatGenerator
+
+    if settings.kind == "extractive":
+        return ExtractiveGenerator(embedder, max_sentences=settings.max_sentences,
+                                   min_similarity=settings.min_similarity)
+    assert settings.model is not None  # enforced by GeneratorSettings
+    return OpenAIChatGenerator(settings.model, base_url=settings.base_url,
+                               api_key_env=settings.api_key_env,
+                               temperature=settings.temperature, max_tokens=settings.max_tokens,
+                               timeout_s=settings.timeout_s)
+
+
+async def build_judge(settings: JudgeSettings, *, embedder: Embedder,
+                      device: str = "cpu") -> Judge:
+    """``feature`` (offline default; ``model`` may point at another fitted JSON) or ``nli``."""
+    if settings.kind == "feature":
+        from .scoring.feature_judge import FeatureJudge
+
+        return FeatureJudge(embedder, model_path=settings.model)
+    from .scoring.nli_judge import NLIJudge
+
+    assert settings.model is not None  # enforced by JudgeSettings
+    return await asyncio.to_thread(NLIJudge, settings.model, labels=settings.labels,
+                                   max_length=settings.max_length, device=device)

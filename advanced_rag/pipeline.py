@@ -31,12 +31,16 @@ from compliance.audit.trail import AuditTrail
 from compliance.errors import AuditWriteError
 
 from . import recording
+from .answering import Answer, Decision, decide
 from .config import PipelineConfig
 from .errors import AdvancedRagError, ConfigError, InputError, TenantError
+from .generate.base import Generator
 from .ingestion import Ingestor, ProgressCallback
 from .protocols import Embedder, Reranker, SearchRequest, VectorStore
 from .recording import CallContext
 from .rerank import NoReranker
+from .scoring.base import Judge
+from .scoring.quality import AnswerScorer, QualityScores, unscored
 from .store.filters import check_tenant, compile_filter
 from .telemetry import LatencyRecorder, PerformanceReport, StageTimer
 from .types import (
@@ -68,11 +72,14 @@ class AdvancedRAGPipeline:
 
     def __init__(self, config: PipelineConfig | None = None, *, embedder: Embedder | None = None,
                  store: VectorStore | None = None, reranker: Reranker | None = None,
+                 generator: Generator | None = None, judge: Judge | None = None,
                  audit: AuditTrail | None = None) -> None:
         self.config = config or PipelineConfig()
         self._embedder = embedder
         self._store = store
         self._reranker = reranker
+        self._generator = generator
+        self._judge = judge
         self._audit = audit
         self._owns_audit = audit is None
         self._session: str | None = None
@@ -103,7 +110,8 @@ class AdvancedRAGPipeline:
                               key=".".join(map(str, ("pipeline", *first["loc"])))) from None
         sibling = AdvancedRAGPipeline(self.config.model_copy(update={"pipeline": settings}),
                                       embedder=self._embedder, store=self._store,
-                                      reranker=self._reranker, audit=self._audit)
+                                      reranker=self._reranker, generator=self._generator,
+                                      judge=self._judge, audit=self._audit)
         sibling._session = self._session
         sibling._opened = self._opened
         sibling._owns_backends = False
@@ -133,6 +141,13 @@ class AdvancedRAGPipeline:
             self._reranker = await factory.build_reranker(self.config.reranker,
                                                           device=self.config.embedder.device)
             self._built.append(self._reranker)
+        if self._generator is None:
+            self._generator = factory.build_generator(self.config.generator, embedder=self._embedder)
+            self._built.append(self._generator)
+        if self._judge is None:
+            self._judge = await factory.build_judge(self.config.judge, embedder=self._embedder,
+                                                    device=self.config.embedder.device)
+            self._built.append(self._judge)
         if self._store is None:
             self._store = factory.build_store(self.config, dimension=self._embedder.dimension)
         await self._store.open()
@@ -151,9 +166,10 @@ class AdvancedRAGPipeline:
         events = [recording.config_event(self.config, ctx, event_id=session)]
         ctx = replace(ctx, session=session)
         events.append(recording.model_event("embedder", self._embedder.identity, ctx))
-        identity = getattr(self._reranker, "identity", None)
-        if isinstance(identity, ModelIdentity):
-            events.append(recording.model_event("reranker", identity, ctx))
+        for role, component in (("reranker", self._reranker), ("judge", self._judge)):
+            identity = getattr(component, "identity", None)
+            if isinstance(identity, ModelIdentity):
+                events.append(recording.model_event(role, identity, ctx))
         await self._audit.record(events)
         self._session = session
 
@@ -164,6 +180,10 @@ class AdvancedRAGPipeline:
         if self._store is not None and self._opened:
             await self._store.close()
         for component in self._built:  # components passed in belong to the caller
+            aclose = getattr(component, "aclose", None)
+            if callable(aclose):
+                await aclose()
+                continue
             closer = getattr(component, "close", None)
             if callable(closer):
                 closer()
@@ -317,9 +337,16 @@ class AdvancedRAGPipeline:
         ``retrieval`` audit event (and ``rerank``, its child) is committed before this
         returns; ``metrics.stage_ms["audit"]`` is what that commit cost.
         """
+        ctx = await self._authorize(self._context(actor, request_id), tenant, "retrieve")
+        result, _ = await self._retrieve(ctx, query, top_k, filters, search_type)
+        return result
+
+    async def _retrieve(self, ctx: CallContext, query: str, top_k: int | None,
+                        filters: MetadataFilter | None, search_type: SearchType | str | None
+                        ) -> tuple[RetrievalResult, str]:
+        """retrieve() for an authorised call; also returns its audit event id."""
         self._parts()
         began = time.perf_counter()
-        ctx = await self._authorize(self._context(actor, request_id), tenant, "retrieve")
         settings = self.config.pipeline
         event_id = new_event_id()
         timer = StageTimer()
@@ -348,7 +375,7 @@ class AdvancedRAGPipeline:
                                    target_latency_ms=settings.target_latency_ms)
         assert ctx.tenant is not None
         return RetrievalResult(query=query, tenant=ctx.tenant, search_type=request.search_type,
-                               hits=tuple(hits), metrics=metrics)
+                               hits=tuple(hits), metrics=metrics), event_id
 
     async def _search(self, query: str, ctx: CallContext, top_k: int | None,
                       filters: MetadataFilter | None, search_type: SearchType | str | None,
@@ -387,6 +414,80 @@ class AdvancedRAGPipeline:
             with timer.stage("rerank"):
                 hits = await reranker.rerank(query, candidates, min(settings.rerank_top_k, limit))
         return request, candidates, hits
+
+    # -- answer and score -----------------------------------------------------------------
+
+    async def answer(self, query: str, *, tenant: str | None = None, top_k: int | None = None,
+                     filters: MetadataFilter | None = None,
+                     search_type: SearchType | str | None = None, actor: str = "system",
+                     request_id: str | None = None) -> Answer:
+        """Retrieve, generate a cited answer, score it claim by claim against the hits, and
+        apply ``pipeline.max_hallucination_risk`` / ``on_high_risk`` (see :mod:`.answering`).
+
+        Audited as ``retrieval``, then ``generation`` and its child ``scoring`` (answer,
+        citations, judge and version, scores, unsupported claims, decision), committed
+        before this returns — a withheld answer too.
+        """
+        ctx = await self._authorize(self._context(actor, request_id), tenant, "answer")
+        result, retrieval_id = await self._retrieve(ctx, query, top_k, filters, search_type)
+        generator, scorer = self._answer_parts()
+        began = time.perf_counter()
+        timer = StageTimer()
+        contexts = [h.text for h in result.hits]
+        try:
+            with timer.stage("generate"):
+                generation = await generator.generate(query, result.hits)
+            with timer.stage("score"):
+                quality = (unscored("the generator refused: no supporting passage",
+                                    judge=scorer.judge.name, version=scorer.judge.version)
+                           if generation.refused else
+                           await scorer.score(query, generation.text, contexts))
+        except Exception as exc:
+            await self._record_failure(AuditEventType.GENERATION, ctx, exc, began,
+                                       {"generator": generator.name})
+            raise
+        settings = self.config.pipeline
+        decision = decide(quality, refused=generation.refused,
+                          max_risk=settings.max_hallucination_risk,
+                          on_high_risk=settings.on_high_risk)
+        trail = self._trail()
+        stages = {"retrieve": result.metrics.total_ms, **timer.stage_ms}
+        with timer.stage("audit"):
+            await trail.record(recording.answer_events(
+                trail, ctx, generation=generation, quality=quality, decision=str(decision),
+                parent=retrieval_id, latency_ms=stages))
+        return Answer(text=None if decision is Decision.WITHHELD else generation.text,
+                      citations=generation.citations, hits=result.hits, quality=quality,
+                      decision=decision,
+                      latency_ms={**stages, "audit": timer.stage_ms["audit"],
+                                  "total": result.metrics.total_ms + timer.total_ms},
+                      request_id=ctx.request_id)
+
+    async def score(self, question: str, answer: str, contexts: Sequence[str], *,
+                    tenant: str | None = None, actor: str = "system",
+                    request_id: str | None = None) -> QualityScores:
+        """Score an answer from your own LLM against the contexts it was given; audited.
+
+        Example::
+
+            quality = await rag.score(question, my_llm_answer, [h.text for h in hits])
+            quality.hallucination_risk, [c.claim.text for c in quality.unsupported_claims]
+        """
+        ctx = await self._authorize(self._context(actor, request_id), tenant, "score")
+        _, scorer = self._answer_parts()
+        began = time.perf_counter()
+        quality = await scorer.score(question, answer, list(contexts))
+        trail = self._trail()
+        await trail.record([recording.scoring_event(
+            trail, ctx, question=question, answer=answer, contexts=len(contexts), quality=quality,
+            latency_ms=(time.perf_counter() - began) * 1000)])
+        return quality
+
+    def _answer_parts(self) -> tuple[Generator, AnswerScorer]:
+        self._parts()
+        if self._generator is None or self._judge is None:
+            raise AdvancedRagError("the pipeline is not open: use 'async with' or await open()")
+        return self._generator, AnswerScorer(self._judge)
 
     # -- telemetry ------------------------------------------------------------------------
 

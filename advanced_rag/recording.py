@@ -32,10 +32,13 @@ if TYPE_CHECKING:
     from compliance.audit.trail import AuditTrail
 
     from .config import PipelineConfig
+    from .generate.base import Generation
+    from .scoring.quality import QualityScores
 
 __all__ = [
     "CallContext",
     "access_denied_event",
+    "answer_events",
     "config_digest",
     "config_event",
     "deletion_event",
@@ -44,7 +47,9 @@ __all__ = [
     "filter_payload",
     "hits_payload",
     "model_event",
+    "quality_payload",
     "retrieval_events",
+    "scoring_event",
 ]
 
 _STATUS_EVENT = {
@@ -200,3 +205,47 @@ def access_denied_event(trail: AuditTrail, ctx: CallContext, error: BaseExceptio
     return _event(AuditEventType.ACCESS_DENIED, ctx, {
         "operation": operation, "requested_tenant": trail.text(asked) if asked else asked,
         "error": type(error).__name__, "message": trail.text(str(error)), "outcome": "denied"})
+
+
+def quality_payload(quality: QualityScores, trail: AuditTrail) -> dict[str, Any]:
+    """Scores, the judge and its version, and every claim that was not supported: its span in
+    the answer, verdict, support and the evidence the judge tried (context and sentence span)."""
+    return {
+        "judge": quality.judge, "judge_version": quality.judge_version,
+        "faithfulness_score": quality.faithfulness_score,
+        "hallucination_risk": quality.hallucination_risk, "claims": len(quality.claims),
+        "reason": quality.reason,
+        "unsupported_claims": [{
+            "text": trail.text(j.claim.text), "start": j.claim.start, "end": j.claim.end,
+            "verdict": str(j.verdict), "support": j.support,
+            "evidence": None if j.evidence is None else {
+                "context_index": j.evidence.context_index, "start": j.evidence.start,
+                "end": j.evidence.end}} for j in quality.unsupported_claims]}
+
+
+def answer_events(trail: AuditTrail, ctx: CallContext, *, generation: Generation,
+                  quality: QualityScores, decision: str, parent: str | None,
+                  latency_ms: Mapping[str, float]) -> list[AuditEvent]:
+    """``generation`` (the answer given, its citations, model, tokens) and its child
+    ``scoring`` (the judge's verdicts and the risk-policy decision)."""
+    generation_event = _event(AuditEventType.GENERATION, ctx, {
+        "generator": generation.model, "answer": trail.text(generation.text),
+        "refused": generation.refused, "decision": decision,
+        "citations": [{"number": c.number, "chunk_id": c.chunk_id, "doc_id": c.doc_id,
+                       "doc_version": c.doc_version} for c in generation.citations],
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+        "latency_ms": {k: round(v, 3) for k, v in latency_ms.items()}, "outcome": "ok"},
+        parent=parent)
+    scoring_event = _event(AuditEventType.SCORING, ctx, {
+        **quality_payload(quality, trail), "decision": decision, "outcome": "ok",
+        "latency_ms": round(latency_ms.get("score", 0.0), 3)}, parent=generation_event.event_id)
+    return [generation_event, scoring_event]
+
+
+def scoring_event(trail: AuditTrail, ctx: CallContext, *, question: str, answer: str,
+                  contexts: int, quality: QualityScores, latency_ms: float) -> AuditEvent:
+    """``scoring`` of an answer the caller brought (from their own LLM)."""
+    return _event(AuditEventType.SCORING, ctx, {
+        **trail.query_fields(question), "answer": trail.text(answer), "contexts": contexts,
+        **quality_payload(quality, trail), "outcome": "ok", "latency_ms": round(latency_ms, 3)})

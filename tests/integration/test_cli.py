@@ -27,7 +27,8 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_command(tmp_path: Path) -> None:
     out = run("--help", cwd=tmp_path)
     assert out.returncode == 0
-    for command in ("init", "ingest", "query", "eval", "tune", "demo", "audit"):
+    for command in ("init", "ingest", "query", "answer", "score", "eval", "tune", "demo",
+                    "audit"):
         assert command in out.stdout
     for command in ("ingest", "query", "tune", "demo"):
         sub = run(command, "--help", cwd=tmp_path)
@@ -67,6 +68,20 @@ def test_init_ingest_query_round_trip(tmp_path: Path) -> None:
     out = run("query", "loans", "--tenant", "bank-b", cwd=tmp_path)
     assert out.returncode == 0 and "0 hits" in out.stdout
 
+    out = run("answer", "Who decides on loans above 250,000 euros?", "--tenant", "bank-a",
+              "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert "credit committee" in answer["text"] and answer["citations"][0]["doc_id"] == "loans"
+    assert answer["decision"] in ("returned", "flagged")
+    context = tmp_path / "context.txt"
+    context.write_text("Complaints are acknowledged within 3 business days.", encoding="utf-8")
+    out = run("score", "--question", "How fast?", "--answer", "Complaints are acknowledged "
+              "within 30 business days.", "--context-file", str(context), "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    scored = json.loads(out.stdout)
+    assert scored["hallucination_risk"] > 0.5 and scored["claims"][0]["verdict"] != "supported"
+
 
 def test_audit_verify_tail_export_and_tamper_detection(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
@@ -80,12 +95,12 @@ def test_audit_verify_tail_export_and_tamper_detection(tmp_path: Path) -> None:
 
     out = run("audit", "verify", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    # config_loaded + model_loaded, per process (2 processes), + document_ingested + retrieval
-    assert json.loads(out.stdout)["events_checked"] == 6
+    # per process (2): config_loaded + model_loaded (embedder, judge); + ingested + retrieval
+    assert json.loads(out.stdout)["events_checked"] == 2 * 3 + 2
     out = run("audit", "tail", "-n", "2", "--json", cwd=tmp_path)
     tail = [json.loads(line) for line in out.stdout.splitlines()]
     assert [(e["seq"], e["event_type"], e["actor"]) for e in tail] == [
-        (6, "retrieval", "teller-9"), (7, "audit_verified", "cli:" + _login())]
+        (8, "retrieval", "teller-9"), (9, "audit_verified", "cli:" + _login())]
     assert tail[0]["payload"]["query"] == "who approves loans"
 
     export = tmp_path / "audit-export.jsonl"
@@ -96,19 +111,19 @@ def test_audit_verify_tail_export_and_tamper_detection(tmp_path: Path) -> None:
     export.write_text(text.replace("who approves loans", "who approves mortgages"),
                       encoding="utf-8")
     out = run("audit", "verify-export", str(export), cwd=tmp_path)
-    assert out.returncode == 1 and "seq 6" in out.stderr
+    assert out.returncode == 1 and "seq 8" in out.stderr
 
     db = tmp_path / ".advanced-rag" / "audit.db"
     with sqlite3.connect(db) as conn:  # an insider with write access to the file
         conn.executescript("".join(f"DROP TRIGGER {name};" for name in GUARD_NAMES["sqlite"]))
-        conn.execute("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 6")
+        conn.execute("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 8")
     out = run("audit", "verify", cwd=tmp_path)
-    assert out.returncode == 1 and "AUDIT CHAIN INVALID at seq 6" in out.stderr
+    assert out.returncode == 1 and "AUDIT CHAIN INVALID at seq 8" in out.stderr
     script = Path(__file__).resolve().parents[2] / "scripts" / "verify_audit_log.py"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cron = subprocess.run([sys.executable, str(script), "--no-record"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600, env=env)
-    assert cron.returncode == 1 and "seq 6" in cron.stderr
+    assert cron.returncode == 1 and "seq 8" in cron.stderr
 
 
 def _login() -> str:

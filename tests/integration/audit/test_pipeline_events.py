@@ -3,6 +3,7 @@ with which config and models, and what came back; failures, refusals and lost wr
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,11 +55,18 @@ async def test_open_records_config_and_model(rag: AdvancedRAGPipeline) -> None:
     assert config.payload is not None
     assert config.payload["config_sha256"] == config_digest(rag.config)
     assert config.payload["config"]["audit"]["on_failure"] == "fail_closed"
-    [model] = await events(rag, AuditEventType.MODEL_LOADED)
+    models = await events(rag, AuditEventType.MODEL_LOADED)
+    assert [m.payload["role"] for m in models if m.payload] == ["embedder", "judge"]
+    model = models[0]
     assert model.payload is not None
     assert model.payload["weights_sha256"] == rag.embedder.identity.sha256
     assert len(model.payload["weights_sha256"]) == 64
     assert model.payload["session"] == config.event_id  # every later event names its session
+    from importlib import resources
+
+    packaged = resources.files("advanced_rag.scoring").joinpath("models", "feature_judge_v1.json")
+    assert models[1].payload is not None  # the judge: the SHA-256 of its fitted coefficients
+    assert models[1].payload["weights_sha256"] == hashlib.sha256(packaged.read_bytes()).hexdigest()
 
 
 async def test_ingest_records_each_document_with_version_hash_and_chunks(
@@ -90,7 +98,8 @@ async def test_ingest_records_each_document_with_version_hash_and_chunks(
     assert await rag.delete_documents(["complaints"], tenant="bank-a", actor="alice") > 0
     [deleted] = await events(rag, AuditEventType.DOCUMENT_DELETED)
     assert deleted.payload is not None and deleted.payload["doc_ids"] == ["complaints"]
-    assert (await verify_chain(rag.compliance.store)).events_checked == 2 + 3 + 1 + 1 + 1
+    startup = 3  # config_loaded, model_loaded for the embedder and the judge
+    assert (await verify_chain(rag.compliance.store)).events_checked == startup + 3 + 1 + 1 + 1
 
 
 async def test_retrieval_event_names_query_parameters_and_every_returned_chunk(
