@@ -191,6 +191,11 @@ async def cmd_demo(args: argparse.Namespace) -> int:
         for question in questions:
             result = await rag.retrieve(question, tenant=DEMO_TENANT, top_k=args.top_k)
             print_result(result)
+            answer = await rag.answer(question, tenant=DEMO_TENANT, top_k=args.top_k)
+            risk = answer.quality.hallucination_risk
+            _print(f"  answer ({answer.decision}"
+                   f"{'' if risk is None else f', hallucination risk {risk:.2f}'}): "
+                   f"{answer.text if answer.text is not None else '[withheld]'}")
             _print()
         perf = rag.performance_report()
         if rag.config.audit.enabled:
@@ -240,7 +245,9 @@ def add_commands(command: Callable[[str, str, Any], argparse.ArgumentParser]) ->
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = command("demo", "Ingest the example bank-policy corpus into Milvus Lite and answer a "
-                        "few questions, with scores and per-stage latency.", cmd_demo)
+                        "few questions: ranked hits, a cited extractive answer with its "
+                        "hallucination risk, per-stage latency, the verified audit trail.",
+                cmd_demo)
     p.add_argument("--corpus", default="examples/corpus", metavar="DIR")
     p.add_argument("--questions", default="examples/questions.txt", metavar="FILE")
     p.add_argument("--top-k", type=int, default=3, help="hits shown per question")

@@ -21,7 +21,8 @@ from ..scoring.claims import split_sentences
 from ..types import Hit
 from .base import REFUSAL, Citation, Generation
 
-__all__ = ["LEXICAL_WEIGHT", "SEMANTIC_WEIGHT", "ExtractiveGenerator", "content_words"]
+__all__ = ["LEXICAL_WEIGHT", "SEMANTIC_WEIGHT", "ExtractiveGenerator", "content_words",
+           "is_heading"]
 
 SEMANTIC_WEIGHT = 0.75
 """Weight of the embedding cosine in a sentence's score."""
@@ -70,16 +71,31 @@ class _Candidate:
     text: str      # hit.text[start:end], verbatim
 
 
+def is_heading(sentence: str) -> bool:
+    """A title or section heading rather than a statement: a Markdown ``#`` line, or a short
+    line (under 6 words) without closing punctuation, like the title every chunk is headed by.
+
+    Example::
+
+        >>> is_heading("Credit Approval Authority Limits"), is_heading("- Core banking: RTO 4 hours.")
+        (True, False)
+    """
+    text = sentence.strip()
+    if text.startswith("#"):
+        return True
+    return len(text.split()) < 6 and not text.endswith((".", "!", "?", ";", ":"))
+
+
 def _candidates(hits: Sequence[Hit]) -> list[_Candidate]:
-    """Every sentence of every hit, in hit then position order; verbatim repeats dropped
-    (overlapping chunks repeat sentences; the first, best-ranked occurrence is kept)."""
+    """Every sentence of every hit, in hit then position order; headings and verbatim repeats
+    dropped (overlapping chunks repeat sentences; the first, best-ranked occurrence is kept)."""
     seen: set[str] = set()
     out: list[_Candidate] = []
     for rank, hit in enumerate(hits):
         for start, end in split_sentences(hit.text):
             raw = hit.text[start:end]
             stripped = raw.strip()
-            if not stripped or not any(ch.isalnum() for ch in stripped):
+            if not stripped or not any(ch.isalnum() for ch in stripped) or is_heading(stripped):
                 continue
             key = " ".join(stripped.split())
             if key in seen:

@@ -202,3 +202,26 @@ def test_rejects_bad_settings(embedder: SentenceTransformerEmbedder) -> None:
         ExtractiveGenerator(embedder, max_sentences=0)
     with pytest.raises(ConfigError, match="min_similarity"):
         ExtractiveGenerator(embedder, min_similarity=1.5)
+
+
+@pytest.mark.parametrize(("sentence", "heading"), [
+    ("Loan approval", True), ("# Politically Exposed Persons", True),
+    ("Credit Approval Authority Limits", True), ("Customer Due Diligence (KYC)", True),
+    ("- Core banking: RTO 4 hours, RPO 15 minutes.", False),
+    ("- Regional Credit Manager: up to $1,000,000 per loan", False),
+    ("Loans are approved weekly.", False)])
+def test_headings_are_recognised(sentence: str, heading: bool) -> None:
+    from advanced_rag.generate.extractive import is_heading
+
+    assert is_heading(sentence) is heading
+
+
+async def test_the_chunk_title_is_never_quoted(embedder) -> None:  # type: ignore[no-untyped-def]
+    from advanced_rag.generate import ExtractiveGenerator
+    from advanced_rag.types import Hit, HitScores
+
+    hit = Hit("loans#0", "loans", 1, "Loan approval\n\nLoans above 250,000 euros are approved by "
+              "the credit committee.", {}, "", "internal", HitScores(fused=1.0))
+    generation = await ExtractiveGenerator(embedder).generate("Who approves loan approval?", [hit])
+    assert generation.text == ("Loans above 250,000 euros are approved by the credit committee. "
+                               "[1]")
