@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import importlib.util
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -29,13 +27,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from advanced_rag.embed.sentence_transformers import SentenceTransformerEmbedder  # noqa: E402
+from advanced_rag.eval.faithfulness import LabelledAnswer, baseline_aurocs, load_dataset  # noqa: E402
 from advanced_rag.scoring import calibration as cal  # noqa: E402
 from advanced_rag.scoring.base import Claim  # noqa: E402
 from advanced_rag.scoring.feature_judge import FeatureJudge  # noqa: E402
 from benchmarks._report import DATA, REPO, environment_line, write_section  # noqa: E402
-
-FAITH = DATA / "faithfulness"
-_TOKEN = re.compile(r"\w+")
 
 
 def load_trainer() -> ModuleType:
@@ -71,21 +67,18 @@ class CachedEncoder:
         return np.stack([found[t] if t in found else self.cache.get([t])[0] for t in texts])
 
 
+def _dicts(spec: str) -> list[dict[str, Any]]:
+    """The library's loader (what `advanced-rag eval faithfulness` reads), as this script's dicts."""
+    return [{"answer": i.answer, "contexts": list(i.contexts), "label": i.label, "worst": i.group}
+            for i in load_dataset(spec, data_root=DATA)]
+
+
 def halueval_qa() -> list[dict[str, Any]]:
-    items = []
-    with (FAITH / "halueval-qa" / "qa_data.jsonl").open(encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            items.append({"answer": row["right_answer"], "contexts": [row["knowledge"]], "label": 0})
-            items.append({"answer": row["hallucinated_answer"], "contexts": [row["knowledge"]], "label": 1})
-    return items
+    return _dicts("halueval-qa")
 
 
 def faithbench() -> list[dict[str, Any]]:
-    with (FAITH / "faithbench" / "FaithBench.csv").open(encoding="utf-8", newline="") as handle:
-        return [{"answer": r["summary"], "contexts": [r["source"]], "worst": r["worst-label"],
-                 "label": int(r["worst-label"] in ("Questionable", "Unwanted"))}
-                for r in csv.DictReader(handle)]
+    return _dicts("faithbench")
 
 
 def held_out(trainer: ModuleType) -> list[dict[str, Any]]:
@@ -99,14 +92,9 @@ def held_out(trainer: ModuleType) -> list[dict[str, Any]]:
 
 def baselines(items: list[dict[str, Any]]) -> dict[str, float]:
     """AUROC of answer length (tokens) and of 1 - token coverage by the context."""
-    y = np.array([i["label"] for i in items])
-    length, uncovered = [], []
-    for item in items:
-        tokens = [t.lower() for t in _TOKEN.findall(item["answer"])]
-        context = {t.lower() for c in item["contexts"] for t in _TOKEN.findall(c)}
-        length.append(len(tokens))
-        uncovered.append(1 - sum(t in context for t in tokens) / len(tokens) if tokens else 0.0)
-    return {"length": cal.auroc(y, np.array(length, float)), "coverage": cal.auroc(y, np.array(uncovered))}
+    length, coverage = baseline_aurocs([LabelledAnswer(i["answer"], tuple(i["contexts"]), i["label"])
+                                        for i in items])
+    return {"length": length, "coverage": coverage}
 
 
 async def run(judge: FeatureJudge, items: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:

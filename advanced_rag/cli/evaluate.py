@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -171,6 +172,37 @@ def demo_inputs(corpus: Path, questions_file: Path) -> tuple[list[Document], lis
     return documents, questions
 
 
+async def cmd_eval_faithfulness(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .. import factory
+    from ..embed.sentence_transformers import SentenceTransformerEmbedder
+    from ..eval.faithfulness import evaluate, load_dataset
+    from . import EXIT_OK, _load, _print, _progress
+
+    config = _load(args.config)
+    items = load_dataset(args.dataset, data_root=Path(args.data_root))[: args.limit]
+    embedder = await asyncio.to_thread(SentenceTransformerEmbedder, config.embedder.model,
+                                       device=config.embedder.device)
+    judge = await factory.build_judge(config.judge, embedder=embedder,
+                                      device=config.embedder.device)
+    with _progress(len(items), "judge", not args.quiet) as bar:
+        report = await evaluate(judge, items, progress=bar.update)
+    embedder.close()
+    if args.json:
+        _print(json.dumps({"dataset": args.dataset, "judge": judge.name,
+                           "judge_version": judge.version, **asdict(report)}, indent=2))
+        return EXIT_OK
+    _print(f"{args.dataset}: {report.n} answers, judge {judge.name} {judge.version}")
+    _print(f"  balanced accuracy {report.balanced_accuracy:.3f}  F1 (hallucinated) "
+           f"{report.f1_hallucinated:.3f}  AUROC {report.auroc:.3f}  ECE {report.ece:.3f}")
+    _print(f"  baselines AUROC: answer length {report.length_auroc:.3f}, token coverage "
+           f"{report.coverage_auroc:.3f}")
+    _print(f"  latency per answer p50 {report.latency_p50_ms:.0f} ms, p95 "
+           f"{report.latency_p95_ms:.0f} ms")
+    return EXIT_OK
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
     from ..pipeline import AdvancedRAGPipeline
     from . import EXIT_FAILED, EXIT_OK, _load, _print, print_result
@@ -214,8 +246,8 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def add_commands(command: Callable[[str, str, Any], argparse.ArgumentParser]) -> None:
-    p = command("eval", "Measure retrieval on a BEIR-layout dataset (nDCG@10, Recall@100, "
-                        "MRR@10).", None)
+    p = command("eval", "Measure retrieval (nDCG@10, Recall@100, MRR@10 on a BEIR folder) or "
+                        "the faithfulness judge (on labelled answers).", None)
     p.set_defaults(help_parser=p)
     inner = p.add_subparsers(title="what", metavar="WHAT")
     r = inner.add_parser("retrieval", help="retrieval quality per search type",
@@ -229,6 +261,20 @@ def add_commands(command: Callable[[str, str, Any], argparse.ArgumentParser]) ->
     r.add_argument("--max-queries", type=int, metavar="N", help="score only the first N queries")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(handler=cmd_eval_retrieval)
+
+    f = inner.add_parser("faithfulness", help="accuracy of the configured judge on labelled answers",
+                         description="Score labelled answers with the configured judge: balanced "
+                                     "accuracy and F1 at the calibrated 0.5, AUROC, ECE, latency, "
+                                     "and the answer-length and token-coverage baselines.")
+    f.add_argument("--config", metavar="FILE", help="YAML config (judge: section)")
+    f.add_argument("--dataset", required=True, metavar="NAME|FILE",
+                   help="halueval-qa, faithbench, or a JSONL file of {answer, contexts, label}")
+    f.add_argument("--data-root", default="../shared/data", metavar="DIR",
+                   help="folder holding faithfulness/ (default: ../shared/data)")
+    f.add_argument("--limit", type=int, metavar="N", help="score only the first N answers")
+    f.add_argument("--json", action="store_true", help="print the report as JSON")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(handler=cmd_eval_faithfulness)
 
     p = command("tune", "Fit hybrid_alpha and rrf_k on a dataset's training judgments and "
                         "write the best into a config file.", cmd_tune)

@@ -165,3 +165,19 @@ def test_eval_and_tune_on_a_small_beir_folder(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "queries outside the test qrels" in out.stdout and "best:" in out.stdout
     assert "fusion:" in cfg.read_text(encoding="utf-8")
+
+
+def test_eval_faithfulness_on_own_jsonl(tmp_path: Path) -> None:
+    rows = [{"answer": "Complaints are acknowledged within 3 business days.",
+             "context": "Complaints are acknowledged within 3 business days.", "label": 0},
+            {"answer": "Complaints are acknowledged within 30 business days by the CEO.",
+             "context": "Complaints are acknowledged within 3 business days.", "label": 1}]
+    data = tmp_path / "mine.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    out = run("eval", "faithfulness", "--dataset", str(data), "--json", "--quiet", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["n"] == 2 and report["judge"] == "feature-judge"
+    assert report["auroc"] == 1.0  # the altered answer is the riskier one
+    bad = run("eval", "faithfulness", "--dataset", "nope", cwd=tmp_path)
+    assert bad.returncode == 2 and "no data set" in bad.stderr
