@@ -113,8 +113,7 @@ class _Tally:
 
     def done(self, doc: Document, status: DocumentStatus, version: int,
              chunk_ids: tuple[str, ...] = ()) -> None:
-        {DocumentStatus.NEW: self.new, DocumentStatus.UPDATED: self.updated,
-         DocumentStatus.UNCHANGED: self.unchanged}[status].append(doc.id)
+        getattr(self, status.value).append(doc.id)  # the lists are named by status
         self.outcomes.append(DocumentOutcome(
             doc.id, status, version=version, content_hash=doc.content_hash, chunk_ids=chunk_ids,
             classification=str(doc.classification), source=doc.source))

@@ -30,6 +30,7 @@ from advanced_rag.embed.sentence_transformers import SentenceTransformerEmbedder
 from advanced_rag.eval.faithfulness import LabelledAnswer, baseline_aurocs, load_dataset  # noqa: E402
 from advanced_rag.scoring import calibration as cal  # noqa: E402
 from advanced_rag.scoring.base import Claim  # noqa: E402
+from advanced_rag.scoring.claims import split_claims  # noqa: E402
 from advanced_rag.scoring.feature_judge import FeatureJudge  # noqa: E402
 from benchmarks._report import DATA, REPO, environment_line, write_section  # noqa: E402
 
@@ -44,13 +45,7 @@ def load_trainer() -> ModuleType:
 
 
 def claims_of(answer: str) -> list[Claim]:
-    try:
-        from advanced_rag.scoring.claims import split_claims
-    except ImportError:
-        from advanced_rag.scoring.features import split_sentences
-
-        return [Claim(i, answer[s:e], s, e) for i, (s, e) in enumerate(split_sentences(answer))]
-    return list(split_claims(answer))
+    return split_claims(answer)
 
 
 class CachedEncoder:

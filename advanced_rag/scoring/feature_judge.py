@@ -189,9 +189,10 @@ class FeatureJudge:
         positions = [i for i, c in enumerate(contexts) if c.strip()]
         async with self._lock:
             claim_vectors, sentence_vectors = await self._vectors([c.text for c in claims], usable)
-        features = extract([c.text for c in claims], usable, claim_vectors, sentence_vectors,
-                           self._model.close_cosine)
-        sentences = context_sentences(usable)
+        index = build_context_index(usable, sentence_vectors)
+        features = [claim_features(c.text, claim_vectors[i], index, self._model.close_cosine)
+                    for i, c in enumerate(claims)]
+        sentences = index.sentences
         rows = [answer_features([f.values]) for f in features]
         rows.append(answer_features([f.values for f in features]))
         probs = self._model.probability(rows)

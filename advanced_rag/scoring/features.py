@@ -257,8 +257,9 @@ def build_context_index(contexts: Sequence[str], embeddings: np.ndarray) -> Cont
     """Index ``contexts``; ``embeddings`` are those of :func:`context_sentences` (same order)."""
     sentences = tuple(context_sentences(contexts))
     tokens = tuple(tuple(word_tokens(s[3])) for s in sentences)
-    contents = tuple(frozenset(content_words(t)) for t in tokens)
-    bm25_terms = tuple(Counter(content_words(t)) for t in tokens)
+    words = tuple(content_words(t) for t in tokens)
+    contents = tuple(frozenset(w) for w in words)
+    bm25_terms = tuple(Counter(w) for w in words)
     df: Counter[str] = Counter()
     for tf in bm25_terms:
         df.update(tf.keys())

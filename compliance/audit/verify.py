@@ -72,8 +72,8 @@ EntryRow = Sequence[Any]
 """(seq, payload bytes or None, payload_digest, prev_hash, entry_hash, entry bytes or None)."""
 
 _sha256 = hashlib.sha256
-_PREFETCH = 1  # two fetches in flight measured slower (57-65k vs 80-110k events/s, 2 cores):
-# each fetching thread retakes the GIL per row, and two of them plus the hashing thread thrash
+_PREFETCH = 1  # two fetches in flight were slower in benchmarks/audit.py on 2 cores: each
+# fetching thread retakes the GIL per row, and two of them plus the hashing thread thrash
 
 
 @dataclass(frozen=True, slots=True)

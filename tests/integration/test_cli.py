@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from advanced_rag.cli import default_actor
 from compliance.audit.guards import GUARD_NAMES
 
 pytestmark = pytest.mark.integration
@@ -100,7 +101,7 @@ def test_audit_verify_tail_export_and_tamper_detection(tmp_path: Path) -> None:
     out = run("audit", "tail", "-n", "2", "--json", cwd=tmp_path)
     tail = [json.loads(line) for line in out.stdout.splitlines()]
     assert [(e["seq"], e["event_type"], e["actor"]) for e in tail] == [
-        (8, "retrieval", "teller-9"), (9, "audit_verified", "cli:" + _login())]
+        (8, "retrieval", "teller-9"), (9, "audit_verified", default_actor())]
     assert tail[0]["payload"]["query"] == "who approves loans"
 
     export = tmp_path / "audit-export.jsonl"
@@ -124,12 +125,6 @@ def test_audit_verify_tail_export_and_tamper_detection(tmp_path: Path) -> None:
     cron = subprocess.run([sys.executable, str(script), "--no-record"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600, env=env)
     assert cron.returncode == 1 and "seq 8" in cron.stderr
-
-
-def _login() -> str:
-    import getpass
-
-    return getpass.getuser()
 
 
 def test_bad_config_exits_2_and_names_the_line(tmp_path: Path) -> None:
