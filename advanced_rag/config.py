@@ -155,6 +155,15 @@ class JudgeSettings(_Model):
         return self
 
 
+class RetrievalRiskSettings(_Model):
+    """Retrieval-time risk (``metrics.hallucination_risk``): a calibrated P(no relevant chunk
+    in the top k). ``model: null`` = the packaged models, fitted on SciFact training claims
+    for the default retrieval settings; settings no model was fitted for give ``None``."""
+
+    enabled: bool = True
+    model: str | None = None
+
+
 class ChunkingSettings(_Model):
     """Token-aware, sentence-respecting chunking (tokens of the embedder's tokenizer)."""
 
@@ -227,6 +236,7 @@ class PipelineConfig(_Model):
     reranker: RerankerSettings = RerankerSettings()
     generator: GeneratorSettings = GeneratorSettings()
     judge: JudgeSettings = JudgeSettings()
+    retrieval_risk: RetrievalRiskSettings = RetrievalRiskSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     ingest: IngestSettings = IngestSettings()
     audit: AuditSettings = AuditSettings()

@@ -41,6 +41,7 @@ from .recording import CallContext
 from .rerank import NoReranker
 from .scoring.base import Judge
 from .scoring.quality import AnswerScorer, QualityScores, unscored
+from .scoring.retrieval_risk import RiskAssessment, RiskModels, assess, load_risk_models, signature
 from .store.filters import check_tenant, compile_filter
 from .telemetry import LatencyRecorder, PerformanceReport, StageTimer
 from .types import (
@@ -81,6 +82,7 @@ class AdvancedRAGPipeline:
         self._generator = generator
         self._judge = judge
         self._audit = audit
+        self._risk_models: RiskModels | None = None
         self._owns_audit = audit is None
         self._session: str | None = None
         self._compliance: ComplianceManager | None = None
@@ -113,6 +115,7 @@ class AdvancedRAGPipeline:
                                       reranker=self._reranker, generator=self._generator,
                                       judge=self._judge, audit=self._audit)
         sibling._session = self._session
+        sibling._risk_models = self._risk_models
         sibling._opened = self._opened
         sibling._owns_backends = False
         return sibling
@@ -148,6 +151,8 @@ class AdvancedRAGPipeline:
             self._judge = await factory.build_judge(self.config.judge, embedder=self._embedder,
                                                     device=self.config.embedder.device)
             self._built.append(self._judge)
+        if self._risk_models is None and self.config.retrieval_risk.enabled:
+            self._risk_models = self._load_risk_models()
         if self._store is None:
             self._store = factory.build_store(self.config, dimension=self._embedder.dimension)
         await self._store.open()
@@ -158,6 +163,14 @@ class AdvancedRAGPipeline:
             await self.close()
             raise
         return self
+
+    def _load_risk_models(self) -> RiskModels:
+        path = self.config.retrieval_risk.model
+        try:
+            return load_risk_models(path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"cannot load the retrieval-risk model: {exc}",
+                              key="retrieval_risk.model") from exc
 
     async def _record_startup(self) -> None:
         assert self._audit is not None and self._embedder is not None
@@ -170,6 +183,8 @@ class AdvancedRAGPipeline:
             identity = getattr(component, "identity", None)
             if isinstance(identity, ModelIdentity):
                 events.append(recording.model_event(role, identity, ctx))
+        if self._risk_models is not None:
+            events.append(recording.model_event("retrieval_risk", self._risk_models.identity, ctx))
         await self._audit.record(events)
         self._session = session
 
@@ -362,20 +377,32 @@ class AdvancedRAGPipeline:
             raise
         _, _, reranker = self._parts()
         reranked = None if isinstance(reranker, NoReranker) else reranker.name
+        with timer.stage("risk"):
+            risk = self._risk(query, request, hits)
         trail = self._trail()
         with timer.stage("audit"):  # building the events and committing them
             await trail.record(recording.retrieval_events(
                 trail, ctx, query=query, request=request, filters=filters,
                 candidates=candidates, hits=hits, reranker=reranked,
                 rerank_top_k=min(settings.rerank_top_k, request.limit),
-                stage_ms=dict(timer.stage_ms), event_id=event_id))
+                stage_ms=dict(timer.stage_ms), event_id=event_id, risk=risk))
         total = timer.total_ms
         self._latency.record(timer.stage_ms, total)
         metrics = RetrievalMetrics(stage_ms=dict(timer.stage_ms), total_ms=total,
-                                   target_latency_ms=settings.target_latency_ms)
+                                   target_latency_ms=settings.target_latency_ms,
+                                   hallucination_risk=risk.risk,
+                                   hallucination_risk_reason=risk.reason)
         assert ctx.tenant is not None
         return RetrievalResult(query=query, tenant=ctx.tenant, search_type=request.search_type,
                                hits=tuple(hits), metrics=metrics), event_id
+
+    def _risk(self, query: str, request: SearchRequest, hits: Sequence[Hit]) -> RiskAssessment:
+        """Retrieval-time risk of ``hits`` under this pipeline's settings (see
+        :mod:`.scoring.retrieval_risk`)."""
+        if self._risk_models is None:
+            return RiskAssessment(None, "retrieval_risk.enabled is false", None)
+        return assess(self._risk_models, signature(self.config, request.search_type), query,
+                      hits, request.limit)
 
     async def _search(self, query: str, ctx: CallContext, top_k: int | None,
                       filters: MetadataFilter | None, search_type: SearchType | str | None,

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .config import PipelineConfig
     from .generate.base import Generation
     from .scoring.quality import QualityScores
+    from .scoring.retrieval_risk import RiskAssessment
 
 __all__ = [
     "CallContext",
@@ -174,12 +175,16 @@ def _search_fields(request: SearchRequest, filters: MetadataFilter | None) -> di
 def retrieval_events(trail: AuditTrail, ctx: CallContext, *, query: str, request: SearchRequest,
                      filters: MetadataFilter | None, candidates: Sequence[Hit],
                      hits: Sequence[Hit], reranker: str | None, rerank_top_k: int,
-                     stage_ms: Mapping[str, float], event_id: str) -> list[AuditEvent]:
+                     stage_ms: Mapping[str, float], event_id: str,
+                     risk: RiskAssessment | None = None) -> list[AuditEvent]:
     """``retrieval`` (what was asked and what came back), and a child ``rerank`` event when a
     reranker ran (what it saw and what it kept)."""
     payload = {**trail.query_fields(query), **_search_fields(request, filters),
                "results": hits_payload(candidates if reranker else hits),
                "latency_ms": {k: round(v, 3) for k, v in stage_ms.items()}, "outcome": "ok"}
+    if risk is not None:
+        payload["retrieval_risk"] = {"value": risk.risk, "model": risk.model,
+                                     "reason": risk.reason}
     events = [_event(AuditEventType.RETRIEVAL, ctx, payload, event_id=event_id)]
     if reranker:
         events.append(_event(AuditEventType.RERANK, ctx, {

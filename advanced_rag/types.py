@@ -144,11 +144,15 @@ class Hit(_ItemAccess):
 
 @dataclass(frozen=True, slots=True)
 class RetrievalMetrics(_ItemAccess):
-    """Latency of one retrieval: milliseconds per stage, total, and whether the SLA held."""
+    """Latency of one retrieval (milliseconds per stage, total, whether the SLA held) and its
+    retrieval-time risk: the calibrated probability that no returned chunk is from a
+    relevant document (``None``, with the reason, where no fitted model applies)."""
 
     stage_ms: Mapping[str, float]
     total_ms: float
     target_latency_ms: float
+    hallucination_risk: float | None = None
+    hallucination_risk_reason: str | None = None
 
     @property
     def sla_met(self) -> bool:

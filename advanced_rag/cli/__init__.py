@@ -118,6 +118,11 @@ def print_result(result: Any, *, width: int = 100) -> None:
     sla = "met" if metrics.sla_met else "MISSED"
     _print(f"  {result.search_type.value}: {len(result.hits)} hits  {stages}  total "
            f"{metrics.total_ms:.1f} ms (target {metrics.target_latency_ms:.0f} ms: {sla})")
+    if metrics.hallucination_risk is not None:
+        _print(f"  retrieval risk (P(nothing relevant in these hits)): "
+               f"{metrics.hallucination_risk:.2f}")
+    elif metrics.hallucination_risk_reason:
+        _print(f"  retrieval risk: n/a ({metrics.hallucination_risk_reason})")
     for row in _hit_rows(result):
         snippet = " ".join(row["text"].split())
         snippet = snippet[: width - 3] + "..." if len(snippet) > width else snippet
@@ -146,7 +151,10 @@ async def cmd_query(args: argparse.Namespace) -> int:
                            "search_type": result.search_type.value, "hits": _hit_rows(result),
                            "metrics": {"stage_ms": dict(result.metrics.stage_ms),
                                        "total_ms": result.metrics.total_ms,
-                                       "sla_met": result.metrics.sla_met}}, indent=2))
+                                       "sla_met": result.metrics.sla_met,
+                                       "hallucination_risk": result.metrics.hallucination_risk,
+                                       "hallucination_risk_reason":
+                                           result.metrics.hallucination_risk_reason}}, indent=2))
     else:
         print_result(result)
     return EXIT_OK

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..pipeline import AdvancedRAGPipeline
 from ..sources import read_jsonl
-from ..types import Document, IngestReport, SearchType
+from ..types import Document, IngestReport, RetrievalResult, SearchType
 from .beir import BeirDataset
 from .metrics import Qrels, RankingScores, dedupe_ranked, evaluate_run
 
@@ -26,23 +26,33 @@ async def index_corpus(rag: AdvancedRAGPipeline, dataset: BeirDataset, *, tenant
     return await rag.ingest(documents, tenant=tenant, progress=progress)
 
 
+async def retrieve_all(rag: AdvancedRAGPipeline, queries: Mapping[str, str], *,
+                       search_type: SearchType, top_k: int, tenant: str = EVAL_TENANT,
+                       concurrency: int = 1, progress: Callable[[int], None] | None = None
+                       ) -> dict[str, RetrievalResult]:
+    """``retrieve()`` every query (through the audited pipeline path users call)."""
+    semaphore = asyncio.Semaphore(concurrency)
+    results: dict[str, RetrievalResult] = {}
+
+    async def one(query_id: str, text: str) -> None:
+        async with semaphore:
+            results[query_id] = await rag.retrieve(text, tenant=tenant, top_k=top_k,
+                                                   search_type=search_type)
+        if progress:
+            progress(1)
+
+    await asyncio.gather(*(one(q, t) for q, t in queries.items()))
+    return results
+
+
 async def run_queries(rag: AdvancedRAGPipeline, queries: Mapping[str, str], *,
                       search_type: SearchType, depth: int = 100, tenant: str = EVAL_TENANT,
                       concurrency: int = 1,
                       progress: Callable[[int], None] | None = None) -> dict[str, list[str]]:
     """Document rankings (each document at its best chunk's rank) for every query."""
-    semaphore = asyncio.Semaphore(concurrency)
-    run: dict[str, list[str]] = {}
-
-    async def one(query_id: str, text: str) -> None:
-        async with semaphore:
-            result = await rag.retrieve(text, tenant=tenant, top_k=depth, search_type=search_type)
-        run[query_id] = dedupe_ranked([h.doc_id for h in result.hits])
-        if progress:
-            progress(1)
-
-    await asyncio.gather(*(one(q, t) for q, t in queries.items()))
-    return run
+    results = await retrieve_all(rag, queries, search_type=search_type, top_k=depth,
+                                 tenant=tenant, concurrency=concurrency, progress=progress)
+    return {q: dedupe_ranked([h.doc_id for h in r.hits]) for q, r in results.items()}
 
 
 @dataclass(frozen=True, slots=True)

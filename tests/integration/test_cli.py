@@ -96,12 +96,14 @@ def test_audit_verify_tail_export_and_tamper_detection(tmp_path: Path) -> None:
 
     out = run("audit", "verify", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    # per process (2): config_loaded + model_loaded (embedder, judge); + ingested + retrieval
-    assert json.loads(out.stdout)["events_checked"] == 2 * 3 + 2
+    # per process (2): config_loaded + model_loaded (embedder, judge, retrieval risk);
+    # + ingested + retrieval
+    retrieval = json.loads(out.stdout)["events_checked"]  # the last event verified
+    assert retrieval == 2 * 4 + 2
     out = run("audit", "tail", "-n", "2", "--json", cwd=tmp_path)
     tail = [json.loads(line) for line in out.stdout.splitlines()]
     assert [(e["seq"], e["event_type"], e["actor"]) for e in tail] == [
-        (8, "retrieval", "teller-9"), (9, "audit_verified", default_actor())]
+        (retrieval, "retrieval", "teller-9"), (retrieval + 1, "audit_verified", default_actor())]
     assert tail[0]["payload"]["query"] == "who approves loans"
 
     export = tmp_path / "audit-export.jsonl"
@@ -112,19 +114,19 @@ def test_audit_verify_tail_export_and_tamper_detection(tmp_path: Path) -> None:
     export.write_text(text.replace("who approves loans", "who approves mortgages"),
                       encoding="utf-8")
     out = run("audit", "verify-export", str(export), cwd=tmp_path)
-    assert out.returncode == 1 and "seq 8" in out.stderr
+    assert out.returncode == 1 and f"seq {retrieval}" in out.stderr
 
     db = tmp_path / ".advanced-rag" / "audit.db"
     with sqlite3.connect(db) as conn:  # an insider with write access to the file
         conn.executescript("".join(f"DROP TRIGGER {name};" for name in GUARD_NAMES["sqlite"]))
-        conn.execute("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 8")
+        conn.execute("UPDATE audit_events SET actor = 'someone-else' WHERE seq = ?", (retrieval,))
     out = run("audit", "verify", cwd=tmp_path)
-    assert out.returncode == 1 and "AUDIT CHAIN INVALID at seq 8" in out.stderr
+    assert out.returncode == 1 and f"AUDIT CHAIN INVALID at seq {retrieval}" in out.stderr
     script = Path(__file__).resolve().parents[2] / "scripts" / "verify_audit_log.py"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     cron = subprocess.run([sys.executable, str(script), "--no-record"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600, env=env)
-    assert cron.returncode == 1 and "seq 8" in cron.stderr
+    assert cron.returncode == 1 and f"seq {retrieval}" in cron.stderr
 
 
 def test_bad_config_exits_2_and_names_the_line(tmp_path: Path) -> None:

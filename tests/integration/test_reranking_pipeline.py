@@ -33,7 +33,8 @@ async def test_configured_cross_encoder_reranks(cross_encoder_dir: str, embedder
     assert hits[0].scores.rerank >= hits[1].scores.rerank  # type: ignore[operator]
     assert "rerank" in metrics.stage_ms
     # the audit trail: the reranker's weights, what it saw (6 candidates) and what it kept
-    assert [m.payload["role"] for m in models if m.payload] == ["embedder", "reranker", "judge"]
+    assert [m.payload["role"] for m in models if m.payload] == ["embedder", "reranker", "judge",
+                                                                 "retrieval_risk"]
     assert models[1].payload is not None and len(models[1].payload["weights_sha256"]) == 64
     assert rerank.parent_event_id == retrieval.event_id
     assert retrieval.payload is not None and rerank.payload is not None

@@ -56,7 +56,8 @@ async def test_open_records_config_and_model(rag: AdvancedRAGPipeline) -> None:
     assert config.payload["config_sha256"] == config_digest(rag.config)
     assert config.payload["config"]["audit"]["on_failure"] == "fail_closed"
     models = await events(rag, AuditEventType.MODEL_LOADED)
-    assert [m.payload["role"] for m in models if m.payload] == ["embedder", "judge"]
+    assert [m.payload["role"] for m in models if m.payload] == ["embedder", "judge",
+                                                                 "retrieval_risk"]
     model = models[0]
     assert model.payload is not None
     assert model.payload["weights_sha256"] == rag.embedder.identity.sha256
@@ -67,6 +68,9 @@ async def test_open_records_config_and_model(rag: AdvancedRAGPipeline) -> None:
     packaged = resources.files("advanced_rag.scoring").joinpath("models", "feature_judge_v1.json")
     assert models[1].payload is not None  # the judge: the SHA-256 of its fitted coefficients
     assert models[1].payload["weights_sha256"] == hashlib.sha256(packaged.read_bytes()).hexdigest()
+    risk = resources.files("advanced_rag.scoring").joinpath("models", "retrieval_risk_v1.json")
+    assert models[2].payload is not None
+    assert models[2].payload["weights_sha256"] == hashlib.sha256(risk.read_bytes()).hexdigest()
 
 
 async def test_ingest_records_each_document_with_version_hash_and_chunks(
@@ -98,7 +102,7 @@ async def test_ingest_records_each_document_with_version_hash_and_chunks(
     assert await rag.delete_documents(["complaints"], tenant="bank-a", actor="alice") > 0
     [deleted] = await events(rag, AuditEventType.DOCUMENT_DELETED)
     assert deleted.payload is not None and deleted.payload["doc_ids"] == ["complaints"]
-    startup = 3  # config_loaded, model_loaded for the embedder and the judge
+    startup = 4  # config_loaded, model_loaded for the embedder, the judge and the risk model
     assert (await verify_chain(rag.compliance.store)).events_checked == startup + 3 + 1 + 1 + 1
 
 
@@ -124,7 +128,7 @@ async def test_retrieval_event_names_query_parameters_and_every_returned_chunk(
     assert results["doc_id"] == [h.doc_id for h in hits]
     assert results["doc_version"] == [h.doc_version for h in hits]
     assert results["scores"] == {"fused": [h.scores.fused for h in hits]}
-    assert payload["outcome"] == "ok" and set(payload["latency_ms"]) == {"embed", "search"}
+    assert payload["outcome"] == "ok" and set(payload["latency_ms"]) == {"embed", "search", "risk"}
     assert (event.actor, event.tenant, event.request_id) == ("alice", "bank-a", "req-1")
     assert "audit" in metrics.stage_ms  # the commit is part of the call's latency
 
