@@ -215,6 +215,64 @@ class AuditSettings(_Model):
         return f"sqlite:///{Path(data_dir) / 'audit.db'}"
 
 
+class DriftSettings(_Model):
+    """Drift monitoring: the query log, reference windows and the weekly test battery."""
+
+    query_log: bool = True
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    correction: Literal["bonferroni", "bh"] = "bonferroni"
+    pca_components: int = Field(10, ge=1, le=1024)
+    permutations: int = Field(500, ge=50, le=100_000)
+    min_reference: int = Field(50, ge=10)
+    min_current: int = Field(30, ge=10)
+    reference: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    corpus_sample: int = Field(2000, ge=0, le=1_000_000)
+    affected_queries: int = Field(10, ge=0, le=1000)
+    report_dir: str | None = None  # None: <data_dir>/reports/drift
+    seed: int = 0
+
+
+class JobSchedule(_Model):
+    """One scheduled job: a crontab expression (minute hour day month day-of-week)."""
+
+    cron: str
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _valid_cron(self) -> JobSchedule:
+        fields = self.cron.split()
+        if len(fields) != 5:
+            raise ValueError(f"cron {self.cron!r} must have 5 fields: minute hour day month "
+                             "day-of-week")
+        return self
+
+
+class SchedulerSettings(_Model):
+    """APScheduler jobs (run by ``advanced-rag scheduler run``; run exactly one scheduler).
+
+    ``url``: the SQL database of the job store and the scheduler lock (``None``: the audit
+    database)."""
+
+    timezone: str = "UTC"
+    url: str | None = None
+    misfire_grace_s: int = Field(3600, ge=1)
+    lock_ttl_s: int = Field(120, ge=10, le=86_400)
+    weekly_drift: JobSchedule = JobSchedule(cron="0 6 * * mon")
+    retention: JobSchedule = JobSchedule(cron="0 2 * * *")
+    monthly_report: JobSchedule = JobSchedule(cron="0 3 1 * *")
+
+    @model_validator(mode="after")
+    def _known_timezone(self) -> SchedulerSettings:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"scheduler.timezone {self.timezone!r} is not an IANA time zone "
+                             "(e.g. UTC, Europe/Berlin)") from None
+        return self
+
+
 class AccessSettings(_Model):
     """Which actor may use which tenant. ``None`` (default): any actor, any tenant.
 
@@ -241,6 +299,8 @@ class PipelineConfig(_Model):
     ingest: IngestSettings = IngestSettings()
     audit: AuditSettings = AuditSettings()
     access: AccessSettings = AccessSettings()
+    drift: DriftSettings = DriftSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
 
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
