@@ -35,6 +35,9 @@ bench: setup
 	$(BIN)/python benchmarks/retrieval_quality.py
 	$(BIN)/python benchmarks/latency.py
 	$(BIN)/python benchmarks/audit.py
+	$(BIN)/python benchmarks/faithfulness.py
+	$(BIN)/python benchmarks/retrieval_risk.py
+	$(BIN)/python benchmarks/drift_power.py
 
 clean:
 	rm -rf $(VENV) .advanced-rag .pytest_cache

@@ -35,6 +35,7 @@ from .types import (
 
 ProgressCallback = Callable[[int], None]
 BatchCallback = Callable[[Sequence[DocumentOutcome]], Awaitable[None]]
+WrittenCallback = Callable[[Sequence[StoredChunk]], None]
 _MAX_ID_CHARS = 512
 
 
@@ -135,10 +136,12 @@ class Ingestor:
     async def ingest(self, documents: Iterable[Document], *, tenant: str,
                      progress: ProgressCallback | None = None,
                      on_batch: BatchCallback | None = None,
+                     on_written: WrittenCallback | None = None,
                      now: datetime | None = None) -> IngestReport:
         """Ingest ``documents`` for ``tenant``. An exception raised by ``on_batch`` stops the
         ingest and propagates (documents of earlier batches stay ingested); the time it takes
-        is the ``record`` stage of the report."""
+        is the ``record`` stage of the report. ``on_written`` sees each batch of chunks (with
+        their vectors) once the store has them (drift monitoring samples them)."""
         tally = _Tally()
         created_at = int((now or datetime.now(UTC)).timestamp())
         valid: list[Document] = []
@@ -167,7 +170,7 @@ class Ingestor:
         for offset in range(0, len(valid), size):
             batch = valid[offset:offset + size]
             try:
-                await self._ingest_batch(batch, tenant, created_at, tally)
+                await self._ingest_batch(batch, tenant, created_at, tally, on_written)
             except AdvancedRagError as exc:
                 done = {o.doc_id for o in tally.outcomes[reported:]}
                 for d in batch:
@@ -187,7 +190,7 @@ class Ingestor:
             stage_seconds=dict(tally.seconds), documents=tuple(tally.outcomes))
 
     async def _ingest_batch(self, batch: Sequence[Document], tenant: str, created_at: int,
-                            tally: _Tally) -> None:
+                            tally: _Tally, on_written: WrittenCallback | None = None) -> None:
         began = time.perf_counter()
         stored = await self._store.stored_versions(tenant, [d.id for d in batch])
         tally.timed("lookup", began)
@@ -223,6 +226,8 @@ class Ingestor:
         began = time.perf_counter()
         tally.chunks_written += await self._store.write(rows)
         tally.timed("write", began)
+        if on_written:
+            on_written(rows)
         written = {doc.id: tuple(c.chunk_id for c in chunks) for doc, chunks, _ in chunked}
         began = time.perf_counter()
         for doc, version, is_update in todo:

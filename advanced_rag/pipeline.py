@@ -21,6 +21,8 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,7 @@ from compliance.errors import AuditWriteError
 from . import recording
 from .answering import Answer, Decision, decide
 from .config import PipelineConfig
+from .drift.recorder import DriftRecorder
 from .errors import AdvancedRagError, ConfigError, InputError, TenantError
 from .generate.base import Generator
 from .ingestion import Ingestor, ProgressCallback
@@ -59,6 +62,9 @@ from .types import (
 if TYPE_CHECKING:
     from compliance.manager import ComplianceManager
 
+    from .drift.detector import DriftReport
+    from .drift.store import Reference
+
 MAX_QUERY_CHARS = 8_192
 log = logging.getLogger(__name__)
 
@@ -83,6 +89,7 @@ class AdvancedRAGPipeline:
         self._judge = judge
         self._audit = audit
         self._risk_models: RiskModels | None = None
+        self._drift: DriftRecorder | None = None
         self._owns_audit = audit is None
         self._session: str | None = None
         self._compliance: ComplianceManager | None = None
@@ -116,6 +123,7 @@ class AdvancedRAGPipeline:
                                       judge=self._judge, audit=self._audit)
         sibling._session = self._session
         sibling._risk_models = self._risk_models
+        sibling._drift = self._drift
         sibling._opened = self._opened
         sibling._owns_backends = False
         return sibling
@@ -156,6 +164,9 @@ class AdvancedRAGPipeline:
         if self._store is None:
             self._store = factory.build_store(self.config, dimension=self._embedder.dimension)
         await self._store.open()
+        drift = self.config.drift
+        if self._drift is None and (drift.query_log or drift.corpus_sample):
+            self._drift = await DriftRecorder.open(self.config)
         self._opened = True
         try:
             await self._record_startup()
@@ -194,6 +205,9 @@ class AdvancedRAGPipeline:
             return
         if self._store is not None and self._opened:
             await self._store.close()
+        if self._drift is not None:
+            await self._drift.close()
+            self._drift = None
         for component in self._built:  # components passed in belong to the caller
             aclose = getattr(component, "aclose", None)
             if callable(aclose):
@@ -312,9 +326,15 @@ class AdvancedRAGPipeline:
         ingestor = Ingestor(store, embedder, self.config.chunking, self.config.ingest)
         assert ctx.tenant is not None
         began = time.perf_counter()
+        drift = self._drift
+        sample = drift.sampler() if drift is not None else None
         try:
-            return await ingestor.ingest(documents, tenant=ctx.tenant, progress=progress,
-                                         on_batch=record)
+            report = await ingestor.ingest(
+                documents, tenant=ctx.tenant, progress=progress, on_batch=record,
+                on_written=None if sample is None else partial(DriftRecorder.offer, sample))
+            if drift is not None and sample is not None:
+                await drift.save_sample(sample, ctx.tenant)
+            return report
         except AuditWriteError:
             raise
         except Exception as exc:  # per-document outcomes so far are recorded; say it stopped
@@ -386,6 +406,9 @@ class AdvancedRAGPipeline:
                 candidates=candidates, hits=hits, reranker=reranked,
                 rerank_top_k=min(settings.rerank_top_k, request.limit),
                 stage_ms=dict(timer.stage_ms), event_id=event_id, risk=risk))
+        if self._drift is not None:
+            assert ctx.tenant is not None
+            self._drift.log_retrieval(event_id, ctx.tenant, request, hits, risk.risk)
         total = timer.total_ms
         self._latency.record(timer.stage_ms, total)
         metrics = RetrievalMetrics(stage_ms=dict(timer.stage_ms), total_ms=total,
@@ -483,6 +506,9 @@ class AdvancedRAGPipeline:
             await trail.record(recording.answer_events(
                 trail, ctx, generation=generation, quality=quality, decision=str(decision),
                 parent=retrieval_id, latency_ms=stages))
+        if self._drift is not None:
+            self._drift.log_answer(retrieval_id, quality.faithfulness_score,
+                                   quality.hallucination_risk)
         return Answer(text=None if decision is Decision.WITHHELD else generation.text,
                       citations=generation.citations, hits=result.hits, quality=quality,
                       decision=decision,
@@ -515,6 +541,79 @@ class AdvancedRAGPipeline:
         if self._generator is None or self._judge is None:
             raise AdvancedRagError("the pipeline is not open: use 'async with' or await open()")
         return self._generator, AnswerScorer(self._judge)
+
+    # -- drift ----------------------------------------------------------------------------
+
+    def _drift_recorder(self) -> DriftRecorder:
+        self._parts()
+        if self._drift is None:
+            raise ConfigError("drift monitoring is off: set drift.query_log: true",
+                              key="drift.query_log")
+        return self._drift
+
+    async def _authorize_scope(self, actor: str, tenant: str | None,
+                               operation: str) -> CallContext:
+        """One tenant's drift data needs access to that tenant; all tenants' (``tenant=None``)
+        needs ``"*"`` in ``access.actor_tenants`` when access rules are configured."""
+        ctx = self._context(actor, None)
+        if tenant is not None:
+            return await self._authorize(ctx, tenant, operation)
+        rules = self.config.access.actor_tenants
+        if rules is not None and "*" not in rules.get(actor, ()):
+            exc = TenantError(f"actor {actor!r} may not read every tenant's queries")
+            trail = self._trail()
+            await trail.record([recording.access_denied_event(
+                trail, ctx, exc, operation=operation, requested_tenant="*")])
+            raise exc
+        return ctx
+
+    async def capture_reference(self, name: str | None = None, *, start: datetime | None = None,
+                                end: datetime | None = None, first: int | None = None,
+                                tenant: str | None = None, replace: bool = False,
+                                actor: str = "system") -> Reference:
+        """Snapshot logged retrievals as a named drift reference (default ``drift.reference``):
+        those in ``[start, end)``, or the ``first`` N from ``start`` on. Audited."""
+        drift = self._drift_recorder()
+        ctx = await self._authorize_scope(actor, tenant, "capture_reference")
+        await drift.flush()
+        reference = await drift.monitor.capture_reference(
+            name or self.config.drift.reference, actor=actor, start=start, end=end, first=first,
+            tenant=tenant, replace_existing=replace)
+        await self._trail().record([recording.drift_reference_event(reference, ctx)])
+        return reference
+
+    async def detect_drift(self, sample_queries: Sequence[str] | None = None, *,
+                           reference: str | None = None, start: datetime | None = None,
+                           end: datetime | None = None, tenant: str | None = None,
+                           actor: str = "system") -> DriftReport:
+        """Compare current traffic with a reference (default ``drift.reference``).
+
+        ``sample_queries`` (the seed's call) are embedded and compared on their embeddings;
+        without them, the logged retrievals in ``[start, end)`` are compared on embeddings,
+        scores and tenant/search-type shares. The report (verdict, tests, digest) is audited.
+        Too few queries give status ``insufficient_data``, never a verdict."""
+        from .drift.store import Reference as Window
+
+        drift = self._drift_recorder()
+        embedder, _, _ = self._parts()
+        ctx = await self._authorize_scope(actor, tenant, "detect_drift")
+        await drift.flush()
+        ref = await drift.monitor.reference(reference)
+        if sample_queries is not None:
+            import numpy as np
+
+            texts = [q for q in sample_queries if isinstance(q, str) and q.strip()]
+            vectors = [await embedder.embed_query(q) for q in texts]  # as retrieve() embeds
+            current = Window(name="sample", ids=tuple(f"sample-{i}" for i in range(len(texts))),
+                             times=(), scores={}, categories={},
+                             embeddings=np.stack(vectors).astype(np.float32) if vectors else
+                             np.zeros((0, ref.embeddings.shape[1]), dtype=np.float32))
+        else:
+            current = await drift.store.window("current", start=start, end=end, tenant=tenant)
+        report = await drift.monitor.compare(ref, current)
+        await self._trail().record([recording.drift_event(report, ctx, reference=ref.name,
+                                                          period=None)])
+        return report
 
     # -- telemetry ------------------------------------------------------------------------
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from compliance.audit.trail import AuditTrail
 
     from .config import PipelineConfig
+    from .drift.detector import DriftReport
+    from .drift.store import Reference
     from .generate.base import Generation
     from .scoring.quality import QualityScores
     from .scoring.retrieval_risk import RiskAssessment
@@ -44,6 +46,8 @@ __all__ = [
     "config_event",
     "deletion_event",
     "document_events",
+    "drift_event",
+    "drift_reference_event",
     "failure_event",
     "filter_payload",
     "hits_payload",
@@ -254,3 +258,32 @@ def scoring_event(trail: AuditTrail, ctx: CallContext, *, question: str, answer:
     return _event(AuditEventType.SCORING, ctx, {
         **trail.query_fields(question), "answer": trail.text(answer), "contexts": contexts,
         **quality_payload(quality, trail), "outcome": "ok", "latency_ms": round(latency_ms, 3)})
+
+
+def drift_reference_event(reference: Reference, ctx: CallContext) -> AuditEvent:
+    """``drift_reference``: a reference snapshot was captured (what, from when, how many)."""
+    return _event(AuditEventType.DRIFT_REFERENCE, ctx, {
+        "name": reference.name, "description": reference.description, "size": reference.size,
+        "tenant": reference.tenant,
+        "window_start": rfc3339(reference.window_start) if reference.window_start else None,
+        "window_end": rfc3339(reference.window_end) if reference.window_end else None,
+        "first_event_id": reference.ids[0] if reference.ids else None,
+        "last_event_id": reference.ids[-1] if reference.ids else None})
+
+
+def report_digest(data: Mapping[str, Any]) -> str:
+    """SHA-256 of a report's canonical JSON (sorted keys): what the audit event vouches for."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"),
+                                     ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def drift_event(report: DriftReport, ctx: CallContext, *, reference: str, period: str | None,
+                files: Mapping[str, str] | None = None, digest: str | None = None) -> AuditEvent:
+    """``drift_report``: the whole report (verdict, every test, affected query event ids,
+    recommendations; no query text), the files written and ``digest``, the SHA-256 of the
+    JSON file's canonical content (default: of the report alone)."""
+    data = report.to_dict()
+    return _event(AuditEventType.DRIFT_REPORT, ctx, {
+        "reference": reference, "period": period,
+        "report_sha256": digest or report_digest(data),
+        "files": dict(files or {}), "report": data})

@@ -6,7 +6,9 @@
     └── ComplianceError                 anything the compliance package raised on purpose
         ├── AuditIntegrityError         the audit chain fails verification (names the first bad seq)
         ├── AuditWriteError             an audit event could not be written (nothing was half-written)
-        └── RetentionError              a retention, legal-hold or erasure step failed
+        ├── RetentionError              a retention, legal-hold or erasure step failed
+        └── SchedulerError              a scheduled job could not be set up or run
+            └── SchedulerLockedError    another scheduler holds the database lock
 
 Callers catch :class:`ComplianceError` for "the compliance layer refused or failed", or
 :class:`~advanced_rag.errors.AdvancedRagError` for anything the library raised on purpose.
@@ -24,7 +26,8 @@ from __future__ import annotations
 
 from advanced_rag.errors import AdvancedRagError
 
-__all__ = ["AuditIntegrityError", "AuditWriteError", "ComplianceError", "RetentionError"]
+__all__ = ["AuditIntegrityError", "AuditWriteError", "ComplianceError", "RetentionError",
+           "SchedulerError", "SchedulerLockedError"]
 
 
 class ComplianceError(AdvancedRagError):
@@ -63,3 +66,20 @@ class AuditWriteError(ComplianceError):
 
 class RetentionError(ComplianceError):
     """A retention, legal-hold or erasure step failed or was refused."""
+
+
+class SchedulerError(ComplianceError):
+    """A scheduled job could not be registered, found or run."""
+
+
+class SchedulerLockedError(SchedulerError):
+    """Another scheduler process holds the single-scheduler lock in the database.
+
+    ``holder`` names it (host, pid) and ``expires_at`` is when its lock lapses unless renewed.
+    """
+
+    def __init__(self, holder: str, expires_at: object) -> None:
+        super().__init__(f"another scheduler is running ({holder}); its lock expires at "
+                         f"{expires_at} unless renewed. Run exactly one scheduler per database.")
+        self.holder = holder
+        self.expires_at = expires_at

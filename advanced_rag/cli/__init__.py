@@ -1,4 +1,5 @@
-"""``advanced-rag`` command line: init, ingest, query, answer, score, eval, tune, demo, audit.
+"""``advanced-rag`` command line: init, ingest, query, answer, score, eval, tune, demo, audit,
+scheduler, drift.
 
 Exit codes: 0 success, 1 the work failed (a backend error, documents that failed to
 ingest, a bar not met), 2 bad usage or configuration.
@@ -227,10 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--actor", default=default_actor(), help="who is asking, as recorded in "
                                                            "the audit log (default: %(default)s)")
 
-    from . import answer, audit, evaluate
+    from . import answer, audit, drift, evaluate, scheduler
 
     answer.add_commands(command)
     evaluate.add_commands(command)
     audit.add_commands(command)
+    scheduler.add_commands(command)
+    drift.add_commands(command)
     return parser
 

@@ -70,9 +70,13 @@ class AuditEventType(StrEnum):
     GENERATION = "generation"
     SCORING = "scoring"
     DRIFT_REPORT = "drift_report"
+    DRIFT_REFERENCE = "drift_reference"
     RETENTION = "retention"
     ERASURE = "erasure"
     LEGAL_HOLD = "legal_hold"
+    JOB_STARTED = "job_started"
+    JOB_FINISHED = "job_finished"
+    JOB_FAILED = "job_failed"
 
 
 _KINDS: dict[object, AuditEventType] = {k: k for k in AuditEventType} | {k.value: k for k in AuditEventType}
