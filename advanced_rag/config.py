@@ -273,6 +273,61 @@ class SchedulerSettings(_Model):
         return self
 
 
+class RetentionRule(_Model):
+    """How long one class of records is kept, and what happens after."""
+
+    keep_days: int = Field(..., ge=1, le=36_500)
+    action: Literal["redact", "prune", "delete"]
+
+
+DocumentClass = Literal["public", "internal", "confidential", "restricted"]
+
+
+class RetentionSettings(_Model):
+    """Retention per record class, run daily by the scheduler's ``retention`` job.
+
+    ``audit_events``: ``redact`` nulls old payloads (digests stay, the chain still verifies) or
+    ``prune`` deletes old rows after a signed checkpoint. The other logs only ``prune``;
+    documents only ``delete`` (from Milvus). A policy shorter than ``legal_floor_days`` for
+    audit events is refused."""
+
+    legal_floor_days: int = Field(183, ge=0, le=36_500)
+    audit_events: RetentionRule = RetentionRule(keep_days=2190, action="redact")
+    query_log: RetentionRule = RetentionRule(keep_days=365, action="prune")
+    drift_snapshots: RetentionRule = RetentionRule(keep_days=730, action="prune")
+    report_files: RetentionRule = RetentionRule(keep_days=2190, action="prune")
+    documents: dict[DocumentClass, RetentionRule] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _lawful(self) -> RetentionSettings:
+        audit = self.audit_events
+        if audit.action not in ("redact", "prune"):
+            raise ValueError("retention.audit_events.action must be redact or prune")
+        if audit.keep_days < self.legal_floor_days:
+            raise ValueError(f"retention.audit_events.keep_days {audit.keep_days} is below the "
+                             f"legal floor of {self.legal_floor_days} days "
+                             "(retention.legal_floor_days; EU AI Act Art. 19/26: at least six "
+                             "months)")
+        for name in ("query_log", "drift_snapshots", "report_files"):
+            if getattr(self, name).action != "prune":
+                raise ValueError(f"retention.{name}.action must be prune")
+        for label, rule in self.documents.items():
+            if rule.action != "delete":
+                raise ValueError(f"retention.documents.{label}.action must be delete")
+        return self
+
+
+class ErasureSettings(_Model):
+    """GDPR Art. 17 by crypto-shredding: personal data in audit payloads is encrypted under a
+    per-subject key (the subject is the call's actor); erasing a subject destroys the key.
+    ``key_encryption_key_env`` names the variable holding a base64 32-byte key that wraps the
+    subject keys (unset: keys are stored unwrapped; set it in production)."""
+
+    encrypt_personal_data: bool = True
+    fields: tuple[str, ...] = ("query", "question", "answer")
+    key_encryption_key_env: str = "ADVANCED_RAG_KEK"
+
+
 class AccessSettings(_Model):
     """Which actor may use which tenant. ``None`` (default): any actor, any tenant.
 
@@ -301,6 +356,8 @@ class PipelineConfig(_Model):
     access: AccessSettings = AccessSettings()
     drift: DriftSettings = DriftSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    retention: RetentionSettings = RetentionSettings()
+    erasure: ErasureSettings = ErasureSettings()
 
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")

@@ -61,7 +61,7 @@ from .scheduler_lock import LockState, SchedulerLock, keep_lock, scheduler_datab
 
 __all__ = ["ACTOR", "JOBS", "JobInfo", "JobSpec", "LockState", "SchedulerLock", "cron_trigger",
            "list_jobs", "monthly_report_not_implemented", "resolve_target",
-           "retention_not_implemented", "run_job", "run_now", "run_scheduler"]
+           "run_job", "run_now", "run_scheduler"]
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +87,11 @@ class JobSpec:
 JOBS: Mapping[str, JobSpec] = MappingProxyType({spec.id: spec for spec in (
     JobSpec("weekly_drift", "advanced_rag.drift.weekly:scheduled_weekly_report",
             "weekly drift report"),
-    JobSpec("retention", "compliance.scheduling:retention_not_implemented",
-            "daily retention (not implemented yet: changes nothing)"),
-    JobSpec("monthly_report", "compliance.scheduling:monthly_report_not_implemented",
-            "monthly compliance report (not implemented yet: writes nothing)"),
+    JobSpec("retention", "compliance.retention.job:scheduled_retention",
+            "daily retention: redact/prune, delete old records, honour legal holds"),
+    JobSpec("monthly_report", "compliance.reports.monthly:scheduled_monthly_report",
+            "monthly compliance report of the last full month (JSON, Markdown, HTML; signed)"),
 )})
-
-
-async def retention_not_implemented(config: PipelineConfig, *, now: datetime) -> dict[str, Any]:
-    """Stand-in for the daily retention job until it exists: changes nothing, and says so."""
-    log.warning("retention job: not implemented yet, nothing was changed")
-    return {"status": "not_implemented",
-            "message": "retention arrives with the retention issue; nothing was changed"}
 
 
 async def monthly_report_not_implemented(config: PipelineConfig, *,
@@ -281,7 +274,7 @@ async def run_now(job_id: str, config: PipelineConfig,
     Example::
 
         summary = await run_now("retention", load_config("config.yaml"), "config.yaml")
-        summary["status"]   # 'not_implemented' until the retention issue lands
+        summary["status"]   # 'applied' (see compliance.retention.job)
     """
     spec = _spec(job_id)
     path = None if config_path is None else str(config_path)
@@ -292,7 +285,8 @@ async def run_now(job_id: str, config: PipelineConfig,
 async def _execute(spec: JobSpec, config: PipelineConfig, *, config_path: str | None,
                    scheduled_at: datetime | None, trigger: str,
                    target: str | None = None) -> dict[str, Any]:
-    trail = AuditTrail.from_settings(config.audit, data_dir=config.data_dir)
+    trail = AuditTrail.from_settings(config.audit, data_dir=config.data_dir,
+                                     erasure=config.erasure)
     await trail.open()
     try:
         return await _audited(trail, spec, config, config_path=config_path,
@@ -491,7 +485,8 @@ async def run_scheduler(config: PipelineConfig, config_path: str | os.PathLike[s
         await lock.close()
         raise
     log.info("scheduler lock acquired by %s until %s", lock.holder, _iso(expires))
-    trail = AuditTrail.from_settings(config.audit, data_dir=config.data_dir)
+    trail = AuditTrail.from_settings(config.audit, data_dir=config.data_dir,
+                                     erasure=config.erasure)
     tasks: set[asyncio.Task[Any]] = set()
     scheduler: Any = None
     store: Any = None

@@ -53,6 +53,17 @@ def _lite_release(path: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredDocument:
+    """One document as the index holds it: ``created_at`` is its newest chunk's (epoch
+    seconds, UTC: when its current version was ingested)."""
+
+    tenant: str
+    doc_id: str
+    classification: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class ServerInfo:
     """What the connected Milvus is, and what it can do."""
 
@@ -290,6 +301,57 @@ class MilvusStore:
                                   stale=len(versions[doc_id]) > 1)
             for doc_id, row in latest.items()
         }
+
+    async def documents_created_before(self, created_before: int, *,
+                                       classification: str | None = None,
+                                       batch: int = 1000) -> list[StoredDocument]:
+        """Documents whose every chunk was created before ``created_before`` (epoch seconds),
+        optionally of one ``classification``: what a retention rule may delete. Reads through a
+        query iterator (no result-window limit), ``batch`` chunks at a time.
+
+        Example::
+
+            old = await store.documents_created_before(int(cutoff.timestamp()),
+                                                       classification="restricted")
+        """
+        self._require()
+        clause = f"created_at < {int(created_before)}"
+        if classification is not None:
+            clause = f"classification == {string_literal(classification)} and {clause}"
+        fields = ["tenant_id", "doc_id", "classification", "created_at"]
+        try:
+            rows = await asyncio.to_thread(self._iterate, clause, fields, batch)
+            found: dict[tuple[str, str], StoredDocument] = {}
+            for row in rows:
+                key = (row["tenant_id"], row["doc_id"])
+                newest = max(int(row["created_at"]), found[key].created_at if key in found else 0)
+                found[key] = StoredDocument(key[0], key[1], row["classification"], newest)
+            # A document with any newer chunk (a version being replaced) is not old yet.
+            by_tenant: dict[str, list[str]] = {}
+            for tenant, doc_id in found:
+                by_tenant.setdefault(tenant, []).append(doc_id)
+            for tenant, doc_ids in by_tenant.items():
+                for start in range(0, len(doc_ids), 500):
+                    expr = (f"tenant_id == {string_literal(tenant)} and "
+                            f"{in_list('doc_id', doc_ids[start:start + 500])} and "
+                            f"created_at >= {int(created_before)}")
+                    for row in await asyncio.to_thread(self._iterate, expr, ["doc_id"], batch):
+                        found.pop((tenant, row["doc_id"]), None)
+        except Exception as exc:
+            raise _wrap("query", exc) from exc
+        return sorted(found.values(), key=lambda d: (d.tenant, d.created_at, d.doc_id))
+
+    def _iterate(self, expr: str, fields: list[str], batch: int) -> list[dict[str, Any]]:
+        iterator = self._sync.query_iterator(self._name, batch_size=batch, filter=expr,
+                                             output_fields=fields, consistency_level="Strong",
+                                             timeout=self._settings.timeout_s)
+        rows: list[dict[str, Any]] = []
+        try:
+            while page := iterator.next():
+                rows.extend(page)
+        finally:
+            iterator.close()
+        return rows
 
     async def count(self, tenant: str | None = None) -> int:
         expr = "" if tenant is None else f"tenant_id == {string_literal(check_tenant(tenant))}"

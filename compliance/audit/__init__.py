@@ -4,7 +4,9 @@ Every event is stored with a gap-free ``seq``, the SHA-256 digest of its canonic
 payload, and ``entry_hash = H(0x01 ‖ prev_hash ‖ H(0x00 ‖ entry))``, so changing, removing,
 inserting or reordering any stored event breaks every later hash. The database itself
 refuses UPDATE and DELETE (triggers); the one mutation allowed is erasing a payload
-(``redact_payload``), which keeps the digest and therefore the chain verifiable.
+(``redact_payload``), which keeps the digest and therefore the chain verifiable, and deleting
+the oldest rows behind a signed prune point (``prune``, see pruning.py), which verification
+then starts from.
 Ed25519-signed checkpoints, copied to an append-only anchor file outside the database,
 catch even a full rewrite with recomputed hashes.
 
@@ -47,7 +49,12 @@ once as a separate owner role, run the application with INSERT/SELECT only::
     GRANT SELECT, UPDATE ON audit.audit_head TO rag_app;   -- appends lock and move the head
     GRANT USAGE ON SEQUENCE audit.audit_checkpoints_id_seq TO rag_app;
     GRANT SELECT, UPDATE (payload) ON audit.audit_events TO rag_retention;  -- NULL only (trigger)
-    -- no one but audit_owner has DELETE, TRUNCATE, TRIGGER or ownership
+    -- retention with audit_events.action: prune (triggers: only up to a signed prune point)
+    GRANT SELECT, DELETE ON audit.audit_events TO rag_retention;
+    GRANT SELECT, INSERT ON audit.audit_prunes TO rag_retention;
+    GRANT USAGE ON SEQUENCE audit.audit_prunes_id_seq TO rag_retention;
+    GRANT SELECT ON audit.audit_prunes TO rag_app;   -- verifying a pruned chain reads it
+    -- no one else has DELETE, and no one but audit_owner TRUNCATE, TRIGGER or ownership
 
     -- the application then opens with create=False: it checks, never creates
     --   AuditStore("postgresql+psycopg://rag_app@db/app", schema="audit", create=False)

@@ -26,9 +26,10 @@ from advanced_rag.errors import MissingDependencyError
 
 from .guards import install_guards, missing_guards
 from .hashing import ENTRY_VERSION, GENESIS, encode_entry, occurred_text
-from .models import AuditCheckpointRow, AuditEventRow, AuditHeadRow
+from .models import AuditCheckpointRow, AuditEventRow, AuditHeadRow, AuditPruneRow
 
-__all__ = ["SCHEMA_NAME", "WRITE_OPTION", "chain_sql", "driver_rows", "install", "make_engine",
+__all__ = ["SCHEMA_NAME", "WRITE_OPTION", "chain_sql", "driver_rows", "install", "install_on",
+           "make_engine",
            "python_entry", "sqlite_entry_sql"]
 
 WRITE_OPTION = "audit_write"
@@ -36,7 +37,7 @@ WRITE_OPTION = "audit_write"
 
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _TABLES = [AuditEventRow.__table__, AuditCheckpointRow.__table__,  # type: ignore[attr-defined]
-           AuditHeadRow.__table__]  # type: ignore[attr-defined]
+           AuditHeadRow.__table__, AuditPruneRow.__table__]  # type: ignore[attr-defined]
 _HEAD = AuditHeadRow.__table__  # type: ignore[attr-defined]
 _INSTALL_LOCK = 0x6164_7261_6761_7564  # pg_advisory_xact_lock key shared by every open()
 _PARAMSTYLE = {"sqlite": "?", "postgresql": "%s"}
@@ -81,13 +82,18 @@ def _sqlite_begin(conn: Connection) -> None:
 def install(engine: Engine, *, schema: str | None, create: bool) -> list[str]:
     """Create whatever is missing when ``create``; return what is still missing."""
     with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
-        found = _prepare_schema(conn, schema, create)
-        if create and found is not None:
-            AuditEventRow.metadata.create_all(conn, tables=_TABLES)
-            install_guards(conn, found)
-            if conn.execute(select(_HEAD.c.id)).first() is None:
-                conn.execute(_HEAD.insert().values(id=1, seq=0, entry_hash=GENESIS))
-        return _missing(conn, found)
+        return install_on(conn, schema=schema, create=create)
+
+
+def install_on(conn: Connection, *, schema: str | None, create: bool) -> list[str]:
+    """:func:`install` inside the caller's transaction (the schema migrations use it)."""
+    found = _prepare_schema(conn, schema, create)
+    if create and found is not None:
+        AuditEventRow.metadata.create_all(conn, tables=_TABLES)
+        install_guards(conn, found)
+        if conn.execute(select(_HEAD.c.id)).first() is None:
+            conn.execute(_HEAD.insert().values(id=1, seq=0, entry_hash=GENESIS))
+    return _missing(conn, found)
 
 
 def _prepare_schema(conn: Connection, schema: str | None, create: bool) -> str | None:

@@ -308,7 +308,8 @@ async def export_jsonl(store: AuditStore, out: str | Path | IO[str], *,
         raise InputError(f"{target} exists; pass overwrite=True to replace it")
     report = await verify_chain(store, anchor=anchor, public_key=public_key, batch=batch)
     last = report.last_seq or 0
-    lo, hi = start_seq or 1, min(end_seq or last, last)
+    floor = report.pruned_through or 0  # events up to it were pruned by retention
+    lo, hi = max(start_seq or 1, floor + 1), min(end_seq or last, last)
     if start_time is not None:
         found = await store.query(start_time=start_time, limit=1)
         lo = max(lo, found[0].seq if found else hi + 1)
@@ -318,9 +319,13 @@ async def export_jsonl(store: AuditStore, out: str | Path | IO[str], *,
     prev: str | None = None if lo > hi else GENESIS
     if 1 < lo <= hi:
         before = await store.get(lo - 1)
-        if before is None:
+        point = await store.prune_point() if before is None and lo - 1 == floor else None
+        if before is not None:
+            prev = before.entry_hash
+        elif point is not None and point.through_seq == floor:  # links to the signed hash
+            prev = point.entry_hash
+        else:
             raise AuditIntegrityError(lo - 1, None, None, "row missing before the exported range")
-        prev = before.entry_hash
     checkpoints = await store.checkpoints(start=lo, end=hi) if lo <= hi else []
     header: dict[str, Any] = {
         "kind": "header", "format": FORMAT, "exported_at": rfc3339(datetime.now(UTC)),

@@ -5,9 +5,13 @@ What they allow, on every connection (the library's or anyone's):
 * ``audit_events``: INSERT only of the next ``seq`` whose ``prev_hash`` is the current last
   ``entry_hash`` (``GENESIS`` for seq 1), with a payload and a fresh ``event_id``; the single
   UPDATE that sets ``payload`` to NULL and leaves every other column as it was (redaction);
-  no DELETE (and no TRUNCATE on PostgreSQL).
+  DELETE only of rows at or before the newest prune point in ``audit_prunes`` (retention
+  pruning, see pruning.py); no TRUNCATE on PostgreSQL.
 * ``audit_checkpoints``: INSERT of a checkpoint whose ``head_hash`` is the chain's hash at its
   ``seq``; no UPDATE, no DELETE.
+* ``audit_prunes``: INSERT of a prune point past the previous one, before the head, whose
+  ``entry_hash`` is the chain's hash at its ``through_seq``; no UPDATE, no DELETE. The database
+  cannot check its Ed25519 signature: verification does (verify.py).
 * ``audit_head``: one row ``id = 1``; UPDATE only forward, to the real last entry; no DELETE.
 
 SQLite note: ``INSERT OR REPLACE`` deletes the conflicting row *without* firing DELETE triggers,
@@ -19,6 +23,8 @@ anchor file are what detect that (see verify.py).
 """
 
 from __future__ import annotations
+
+import re
 
 from sqlalchemy import Connection, text
 
@@ -56,8 +62,33 @@ BEGIN
 END""",
     "audit_events_delete_guard": """
 CREATE TRIGGER IF NOT EXISTS audit_events_delete_guard BEFORE DELETE ON audit_events
+WHEN OLD.seq > (SELECT COALESCE(MAX(through_seq), 0) FROM audit_prunes)
 BEGIN
-  SELECT RAISE(ABORT, 'audit_events is append-only: DELETE refused');
+  SELECT RAISE(ABORT, 'audit_events is append-only: DELETE refused past the last signed prune point');
+END""",
+    "audit_prunes_insert_guard": """
+CREATE TRIGGER IF NOT EXISTS audit_prunes_insert_guard BEFORE INSERT ON audit_prunes
+BEGIN
+  SELECT CASE
+    WHEN EXISTS (SELECT 1 FROM audit_prunes WHERE id = NEW.id) THEN
+      RAISE(ABORT, 'audit_prunes is append-only: id already present')
+    WHEN NEW.through_seq <= (SELECT COALESCE(MAX(through_seq), 0) FROM audit_prunes) THEN
+      RAISE(ABORT, 'audit_prunes: a prune point may only move forward')
+    WHEN NEW.through_seq >= (SELECT seq FROM audit_head WHERE id = 1) THEN
+      RAISE(ABORT, 'audit_prunes: the chain head cannot be pruned')
+    WHEN NEW.entry_hash IS NOT (SELECT entry_hash FROM audit_events WHERE seq = NEW.through_seq) THEN
+      RAISE(ABORT, 'audit_prunes: entry_hash is not the chain hash at through_seq')
+  END;
+END""",
+    "audit_prunes_update_guard": """
+CREATE TRIGGER IF NOT EXISTS audit_prunes_update_guard BEFORE UPDATE ON audit_prunes
+BEGIN
+  SELECT RAISE(ABORT, 'audit_prunes is append-only: UPDATE refused');
+END""",
+    "audit_prunes_delete_guard": """
+CREATE TRIGGER IF NOT EXISTS audit_prunes_delete_guard BEFORE DELETE ON audit_prunes
+BEGIN
+  SELECT RAISE(ABORT, 'audit_prunes is append-only: DELETE refused');
 END""",
     "audit_checkpoints_insert_guard": """
 CREATE TRIGGER IF NOT EXISTS audit_checkpoints_insert_guard BEFORE INSERT ON audit_checkpoints
@@ -126,8 +157,31 @@ BEGIN
       RETURN NEW;
     END IF;
     RAISE EXCEPTION 'audit_events is append-only: the only update allowed sets payload to NULL';
+  ELSIF TG_OP = 'DELETE' THEN
+    IF OLD.seq <= (SELECT COALESCE(MAX(through_seq), 0) FROM {s}.audit_prunes) THEN
+      RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'audit_events is append-only: DELETE refused past the last signed prune point';
   END IF;
   RAISE EXCEPTION 'audit_events is append-only: % refused', TG_OP;
+END $fn$""",
+        f"""
+CREATE OR REPLACE FUNCTION {s}.audit_prunes_guard() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF NEW.through_seq <= (SELECT COALESCE(MAX(through_seq), 0) FROM {s}.audit_prunes) THEN
+      RAISE EXCEPTION 'audit_prunes: a prune point may only move forward';
+    END IF;
+    IF NEW.through_seq >= (SELECT seq FROM {s}.audit_head WHERE id = 1) THEN
+      RAISE EXCEPTION 'audit_prunes: the chain head cannot be pruned';
+    END IF;
+    IF NEW.entry_hash IS DISTINCT FROM
+        (SELECT entry_hash FROM {s}.audit_events WHERE seq = NEW.through_seq) THEN
+      RAISE EXCEPTION 'audit_prunes: entry_hash is not the chain hash at through_seq';
+    END IF;
+    RETURN NEW;
+  END IF;
+  RAISE EXCEPTION 'audit_prunes is append-only: % refused', TG_OP;
 END $fn$""",
         f"""
 CREATE OR REPLACE FUNCTION {s}.audit_checkpoints_guard() RETURNS trigger LANGUAGE plpgsql AS $fn$
@@ -166,7 +220,7 @@ END $fn$""",
 
 def _pg_triggers(s: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for table in ("audit_events", "audit_checkpoints", "audit_head"):
+    for table in ("audit_events", "audit_checkpoints", "audit_head", "audit_prunes"):
         out[f"{table}_guard"] = (f"CREATE TRIGGER {table}_guard BEFORE INSERT OR UPDATE OR DELETE "
                                  f"ON {s}.{table} FOR EACH ROW EXECUTE FUNCTION {s}.{table}_guard()")
         out[f"{table}_no_truncate"] = (f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON "
@@ -193,16 +247,46 @@ def _existing(conn: Connection, schema: str) -> set[str]:
     return {str(row[0]) for row in rows}
 
 
+_SPACE = re.compile(r"\s+")
+
+
+def _normal(sql: str) -> str:
+    return _SPACE.sub(" ", sql).strip()
+
+
+def _outdated(conn: Connection, schema: str) -> set[str]:
+    """Guards that exist in an older definition (the DELETE guard from before pruning, say):
+    SQLite triggers whose stored SQL differs, PostgreSQL triggers whose function body does."""
+    if conn.dialect.name == "sqlite":
+        rows = conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
+        stored = {str(name): _normal(str(sql)) for name, sql in rows}
+        return {name for name, ddl in _SQLITE.items()
+                if name in stored and stored[name] != _normal(ddl.replace(" IF NOT EXISTS", "", 1))}
+    quoted = conn.dialect.identifier_preparer.quote_identifier(schema)
+    wanted: dict[str, str] = {}
+    for ddl in _pg_functions(quoted):  # "... FUNCTION <schema>.<name>() ... $fn$<body>$fn$"
+        name = ddl.split("FUNCTION ", 1)[1].split("(", 1)[0].rsplit(".", 1)[1]
+        wanted[name] = ddl.split("$fn$")[1]
+    rows = conn.execute(text(
+        "SELECT p.proname, p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = :schema"), {"schema": schema})
+    stale = {str(name) for name, body in rows if name in wanted and body != wanted[name]}
+    return {trigger for trigger in GUARD_NAMES["postgresql"]
+            if trigger.removesuffix("_no_truncate").removesuffix("_guard") + "_guard" in stale}
+
+
 def missing_guards(conn: Connection, schema: str) -> list[str]:
-    """Names of the guard triggers that do not exist (``schema`` is ignored on SQLite)."""
+    """Names of the guard triggers that do not exist, or exist in an outdated definition
+    (``schema`` is ignored on SQLite)."""
     wanted = GUARD_NAMES.get(conn.dialect.name)
     if wanted is None:
         raise ValueError(f"no append-only guards for dialect {conn.dialect.name!r}")
-    return sorted(wanted - _existing(conn, schema))
+    return sorted((wanted - _existing(conn, schema)) | _outdated(conn, schema))
 
 
 def install_guards(conn: Connection, schema: str) -> None:
-    """Create the missing guards inside the caller's transaction (idempotent)."""
+    """Create the missing guards and replace outdated ones, inside the caller's transaction
+    (idempotent)."""
     missing = set(missing_guards(conn, schema))
     if not missing:
         return
@@ -210,11 +294,13 @@ def install_guards(conn: Connection, schema: str) -> None:
     raw = {"no_parameters": True}
     if conn.dialect.name == "sqlite":
         for name in sorted(missing):
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}", execution_options=raw)
             conn.exec_driver_sql(_SQLITE[name], execution_options=raw)
         return
     quoted = conn.dialect.identifier_preparer.quote_identifier(schema)
-    for ddl in _pg_functions(quoted):
+    for ddl in _pg_functions(quoted):  # CREATE OR REPLACE: outdated bodies are replaced too
         conn.exec_driver_sql(ddl, execution_options=raw)
+    existing = _existing(conn, schema)
     for name, ddl in _pg_triggers(quoted).items():
-        if name in missing:
+        if name not in existing:
             conn.exec_driver_sql(ddl, execution_options=raw)

@@ -42,6 +42,7 @@ __all__ = [
     "AuditEventRow",
     "AuditEventType",
     "AuditHeadRow",
+    "AuditPruneRow",
     "AuditRecord",
     "ChainHead",
     "Checkpoint",
@@ -77,6 +78,7 @@ class AuditEventType(StrEnum):
     JOB_STARTED = "job_started"
     JOB_FINISHED = "job_finished"
     JOB_FAILED = "job_failed"
+    COMPLIANCE_REPORT = "compliance_report"
 
 
 _KINDS: dict[object, AuditEventType] = {k: k for k in AuditEventType} | {k.value: k for k in AuditEventType}
@@ -307,3 +309,19 @@ class AuditHeadRow(SQLModel, table=True):
     id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     entry_hash: str = Field(sa_column=Column(_HASH, nullable=False))
+
+
+class AuditPruneRow(SQLModel, table=True):
+    """Table ``audit_prunes``: signed prune points. ``audit_events`` rows with ``seq <=`` the
+    newest ``through_seq`` may be deleted (see guards.py); verification then starts after it,
+    from its signed ``entry_hash`` (see pruning.py). Append-only, forward only."""
+
+    __tablename__ = "audit_prunes"
+
+    id: int | None = Field(default=None, sa_column=Column(_SEQ, primary_key=True, autoincrement=True))
+    through_seq: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+    entry_hash: str = Field(sa_column=Column(_HASH, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    signature: str = Field(sa_column=Column(String(128), nullable=False))
+    key_id: str = Field(sa_column=Column(String(16), nullable=False))
+    public_key: str = Field(sa_column=Column(String(64), nullable=False))

@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from advanced_rag.errors import ConfigError
 
 from ..errors import AuditWriteError
-from .checkpoints import CheckpointSigner
+from .checkpoints import CheckpointSigner, append_anchor
 from .engine import (
     SCHEMA_NAME,
     chain_sql,
@@ -54,6 +54,7 @@ from .models import (
     ChainHead,
     Checkpoint,
 )
+from .pruning import PrunePoint, prune_rows, read_prune_point
 from .writer import ChainWriter, GroupCommitter
 
 __all__ = ["DEFAULT_URL", "AuditStore", "ChainRow"]
@@ -137,6 +138,12 @@ class AuditStore:
     def dialect(self) -> str:
         """``"sqlite"`` or ``"postgresql"``."""
         return self._url.get_backend_name()
+
+    @property
+    def signer(self) -> CheckpointSigner | None:
+        """The checkpoint signer given to the constructor (``None``: checkpoints and pruning
+        need one passed in)."""
+        return self._signer
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -233,7 +240,41 @@ class AuditStore:
             raise AuditWriteError(f"no audit event with seq {seq}")
         return record
 
+    async def prune(self, through_seq: int, signer: CheckpointSigner | None = None, *,
+                    anchor: str | Path | None = None) -> PrunePoint:
+        """Delete every event up to ``through_seq`` after signing the chain's hash there as the
+        new prune point, in one transaction; verification then starts from it (see
+        pruning.py). Needs a signer (here or to the constructor); the head always stays. The
+        prune point is appended to the anchor file (here or the constructor's) after commit."""
+        signer = signer or self._signer
+        if signer is None:
+            raise AuditWriteError("pruning audit events needs a checkpoint signing key (the "
+                                  "prune point is signed); without one, redact payloads instead")
+        self._live()
+        assert self._executor is not None
+        loop = asyncio.get_running_loop()
+        try:
+            point = await loop.run_in_executor(self._executor, prune_rows, self._open_engine(),
+                                               through_seq, signer)
+        except SQLAlchemyError as exc:
+            raise AuditWriteError(f"pruning through seq {through_seq} failed, nothing was "
+                                  f"deleted: {exc}") from exc
+        path = Path(anchor) if anchor is not None else self._anchor
+        if path is not None:
+            try:
+                await asyncio.to_thread(append_anchor, path, point.checkpoint,
+                                        signer.public_key_hex)
+            except OSError as exc:
+                raise AuditWriteError(f"prune point at seq {through_seq} is committed but the "
+                                      f"anchor line could not be written to {path}: {exc}") \
+                    from exc
+        return point
+
     # -- reads -----------------------------------------------------------------------------
+
+    async def prune_point(self) -> PrunePoint | None:
+        """The newest prune point (events up to its ``through_seq`` are gone), or ``None``."""
+        return await asyncio.to_thread(read_prune_point, self._open_engine())
 
     async def _read(self, statement: Any, params: dict[str, Any] | None = None) -> list[Any]:
         engine = self._open_engine()

@@ -14,7 +14,15 @@ signed checkpoints match the chain        a tail deletion or rewrite that did no
 anchor file lines match the chain         a full rewrite with every hash recomputed and the
                                           checkpoint rows dropped: only an anchor outside the
                                           database can prove the old head existed
+signed prune point (chain pruned)         the first remaining row must link to the signed
+                                          hash of the last pruned one: a forged prefix, or a
+                                          prune point whose signature or key does not check
 ========================================  ==================================================
+
+After retention pruned the oldest rows (pruning.py), verification starts at the newest prune
+point: its Ed25519 signature is checked (against the pinned or anchored keys when given, else
+against the key stored with it) and an anchor line at its seq must agree; from there on every
+check above applies unchanged.
 
 Limits: events appended after the last anchored checkpoint can be removed without trace by
 someone who can rewrite the database, so anchor often (``checkpoint_every``) and keep the
@@ -63,6 +71,7 @@ from .hashing import (
     occurred_text,
 )
 from .models import Checkpoint
+from .pruning import check_prune_point
 from .store import AuditStore, ChainRow
 
 __all__ = ["EntryRow", "VerificationReport", "check_entries", "check_entry", "check_record",
@@ -90,6 +99,8 @@ class VerificationReport:
     signatures_checked: int = 0
     anchor_lines_checked: int = 0
     redacted_events: int = 0
+    pruned_through: int | None = None
+    """Events up to this seq were pruned; verification started after it (signed prune point)."""
 
     @property
     def events_per_second(self) -> float | None:
@@ -314,7 +325,8 @@ async def verify_chain(store: AuditStore, *, anchor: str | Path | None = None,
     and anchor lines must be signed with. Without it, keys named in the anchor file are
     trusted (their key_id must match), and with neither, checkpoint signatures cannot be
     checked: ``signatures_checked`` is then 0 and only head hashes are compared. A range
-    starting after 1 trusts the stored hash of ``start - 1``.
+    starting after 1 trusts the stored hash of ``start - 1``. On a pruned chain verification
+    starts after the newest prune point, from its signed hash (``pruned_through``).
 
     Example::
 
@@ -328,8 +340,26 @@ async def verify_chain(store: AuditStore, *, anchor: str | Path | None = None,
     tally = _Tally(keys=keys, anchors=anchors)
     head = await store.head()
     first = max(start or 1, 1)
+    # Only a chain whose first rows are gone can have been pruned: look for a prune point then
+    # (so verifiers of a never-pruned chain need no access to audit_prunes).
+    point = None
+    if first <= head.seq and not await store.chain_rows(
+            after=first - 2 if first > 1 else 0, end=max(first - 1, 1), limit=1):
+        point = await store.prune_point()
+    pruned: str | None = None
+    if point is not None and first <= point.through_seq:
+        if check_prune_point(point, tally.keys):
+            tally.signatures += 1
+        for cp in anchors:
+            if cp.seq == point.through_seq:
+                tally.matched(cp, point.entry_hash, "anchored")
+                tally.anchor_lines += 1
+        first, pruned = point.through_seq + 1, point.entry_hash
     stop = head.seq if end is None else min(end, head.seq)
-    prev = await _prev_hash(store, first) if first <= stop else GENESIS
+    if pruned is not None:
+        prev = pruned
+    else:
+        prev = await _prev_hash(store, first) if first <= stop else GENESIS
     expected = first
     # Batches are fetched ahead by seq range (up to _PREFETCH at once: SQLite builds entries
     # while the GIL is free, so the next fetch overlaps the hashing). A range is only used
@@ -372,4 +402,5 @@ async def verify_chain(store: AuditStore, *, anchor: str | Path | None = None,
         last_seq=expected - 1 if checked else None, head_hash=prev,
         last_valid_checkpoint=tally.last_good, seconds=time.perf_counter() - began,
         checkpoints_checked=tally.checkpoints, signatures_checked=tally.signatures,
-        anchor_lines_checked=tally.anchor_lines, redacted_events=tally.redacted)
+        anchor_lines_checked=tally.anchor_lines, redacted_events=tally.redacted,
+        pruned_through=point.through_seq if pruned is not None and point is not None else None)

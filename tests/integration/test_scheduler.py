@@ -45,8 +45,17 @@ pytestmark = pytest.mark.integration
 PG_ENV = "AUDIT_TEST_POSTGRES_URL"
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "advanced_rag.cli"]
-NOT_IMPLEMENTED = {"status": "not_implemented",
-                   "message": "retention arrives with the retention issue; nothing was changed"}
+RETENTION_CLASSES = {"audit_events", "query_log", "drift_snapshots", "report_files"}
+
+
+def nothing_due(summary: dict[str, Any], now: datetime | None = None) -> None:
+    """The summary of a real retention run over a database with nothing old enough to go."""
+    assert summary["status"] == "applied" and summary["selected"] == 0
+    assert set(summary["classes"]) == RETENTION_CLASSES
+    assert all(c["done"] == 0 and c["error"] is None for c in summary["classes"].values())
+    assert summary["plan_event_id"]
+    if now is not None:  # the job's policy clock is the scheduled time
+        assert summary["now"] == now.isoformat()
 
 
 async def exploding_target(config: PipelineConfig, *, now: datetime) -> dict[str, Any]:
@@ -317,7 +326,7 @@ async def test_a_run_due_while_down_is_caught_up_or_recorded_as_missed(db: Db,
     assert started.payload is not None and finished[0].payload is not None
     assert started.payload["trigger"] == "schedule"
     assert started.payload["scheduled_at"] == due.isoformat()
-    assert finished[0].payload["summary"] == NOT_IMPLEMENTED
+    nothing_due(finished[0].payload["summary"], due)
     assert finished[0].parent_event_id == started.event_id
     assert stored_jobs(db)["retention"].next_run_time > datetime.now(UTC)
 
@@ -334,7 +343,7 @@ async def test_a_run_due_while_down_is_caught_up_or_recorded_as_missed(db: Db,
     assert (missed.payload["job_id"], missed.payload["outcome"]) == ("retention", "missed")
     assert missed.payload["scheduled_at"] == (due - timedelta(hours=2)).isoformat()
     assert len(await events(config, AuditEventType.JOB_STARTED)) == 1
-    assert await verify(config) == 3  # started, finished, missed
+    assert await verify(config) == 5  # started, retention plan + outcome, finished, missed
 
 
 # -- audited runs ---------------------------------------------------------------------------------
@@ -343,7 +352,7 @@ async def test_a_run_due_while_down_is_caught_up_or_recorded_as_missed(db: Db,
 async def test_run_now_retention_is_audited(db: Db, tmp_path: Path) -> None:
     config = validate_config(db.config(tmp_path))
     summary = await run_now("retention", config, None)
-    assert summary == NOT_IMPLEMENTED
+    nothing_due(summary)
     [started] = await events(config, AuditEventType.JOB_STARTED)
     [finished] = await events(config, AuditEventType.JOB_FINISHED)
     assert started.actor == finished.actor == "scheduler"
@@ -353,11 +362,14 @@ async def test_run_now_retention_is_audited(db: Db, tmp_path: Path) -> None:
     assert started.payload["pid"] == os.getpid()
     assert started.payload["host"] == socket.gethostname()
     assert datetime.fromisoformat(started.payload["started_at"]) <= finished.occurred_at
-    assert finished.parent_event_id == started.event_id and finished.seq == started.seq + 1
-    assert finished.payload["summary"] == NOT_IMPLEMENTED
+    assert finished.parent_event_id == started.event_id and finished.seq == started.seq + 3
+    plan, outcome = await events(config, AuditEventType.RETENTION)  # the job's own record
+    assert plan.seq == started.seq + 1 and outcome.parent_event_id == plan.event_id
+    assert plan.event_id == summary["plan_event_id"]
+    assert finished.payload["summary"] == summary
     assert finished.payload["duration_s"] >= 0
     assert await events(config, AuditEventType.JOB_FAILED) == []
-    assert await verify(config) == 2
+    assert await verify(config) == 4
 
 
 async def test_a_failing_job_is_recorded_as_job_failed(db: Db, tmp_path: Path) -> None:
@@ -550,7 +562,7 @@ def test_cli_list_and_run_now(tmp_path: Path) -> None:
 
     out = cli("run-now", "retention", "--config", str(config), "--json")
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == NOT_IMPLEMENTED
+    nothing_due(json.loads(out.stdout))
     out = cli("run-now", "retention_v2", "--config", str(config))
     assert out.returncode == 2 and "weekly_drift, retention, monthly_report" in out.stderr
     conn = sqlite3.connect(tmp_path / "data" / "audit.db")
@@ -558,4 +570,4 @@ def test_cli_list_and_run_now(tmp_path: Path) -> None:
         kinds = [row[0] for row in conn.execute("SELECT event_type FROM audit_events ORDER BY seq")]
     finally:
         conn.close()
-    assert kinds == ["job_started", "job_finished"]
+    assert kinds == ["job_started", "retention", "retention", "job_finished"]

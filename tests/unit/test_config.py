@@ -27,7 +27,7 @@ def _model_paths(model: type[BaseModel], prefix: str = "") -> set[str]:
 def _yaml_paths(data: dict[str, Any], prefix: str = "") -> set[str]:
     paths: set[str] = set()
     for key, value in data.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:  # an empty mapping is a value (e.g. {})
             paths |= _yaml_paths(value, f"{prefix}{key}.")
         else:
             paths.add(prefix + key)

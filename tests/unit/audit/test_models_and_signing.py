@@ -64,7 +64,7 @@ def test_event_types_are_lowercase_snake_values() -> None:
                 "DOCUMENT_SKIPPED", "DOCUMENT_FAILED", "DOCUMENT_DELETED", "RETRIEVAL", "RERANK",
                 "ACCESS_DENIED", "AUDIT_VERIFIED", "CHECKPOINT", "GENERATION", "SCORING",
                 "DRIFT_REPORT", "RETENTION", "ERASURE", "LEGAL_HOLD",
-                "JOB_STARTED", "JOB_FINISHED", "JOB_FAILED"}
+                "JOB_STARTED", "JOB_FINISHED", "JOB_FAILED", "COMPLIANCE_REPORT"}
     assert required <= set(AuditEventType.__members__)
     for member in AuditEventType:
         assert member.value == member.name.lower()
