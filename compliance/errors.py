@@ -7,6 +7,7 @@
         ├── AuditIntegrityError         the audit chain fails verification (names the first bad seq)
         ├── AuditWriteError             an audit event could not be written (nothing was half-written)
         ├── RetentionError              a retention, legal-hold or erasure step failed
+        │   └── SubjectHeldError        erasure refused: a legal hold covers the subject
         └── SchedulerError              a scheduled job could not be set up or run
             └── SchedulerLockedError    another scheduler holds the database lock
 
@@ -24,9 +25,12 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 from advanced_rag.errors import AdvancedRagError
 
 __all__ = ["AuditIntegrityError", "AuditWriteError", "ComplianceError", "RetentionError",
+           "SubjectHeldError",
            "SchedulerError", "SchedulerLockedError"]
 
 
@@ -66,6 +70,14 @@ class AuditWriteError(ComplianceError):
 
 class RetentionError(ComplianceError):
     """A retention, legal-hold or erasure step failed or was refused."""
+
+
+class SubjectHeldError(RetentionError):
+    """Erasure refused: an active legal hold covers the subject (``hold`` names it)."""
+
+    def __init__(self, hold: Any) -> None:
+        super().__init__(f"erasure refused: {hold.describe()} (release the hold first)")
+        self.hold = hold
 
 
 class SchedulerError(ComplianceError):

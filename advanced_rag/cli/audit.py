@@ -101,7 +101,10 @@ async def cmd_tail(args: argparse.Namespace) -> int:
                              "payload": None if record.payload is None else dict(record.payload),
                              "entry_hash": record.entry_hash}, sort_keys=True))
         else:
-            payload = "[redacted]" if record.payload_json is None else record.payload_json
+            # the payload as shown to people: personal data decrypted, or "[erased]"
+            payload = ("[redacted]" if record.payload is None else
+                       json.dumps(dict(record.payload), sort_keys=True, separators=(",", ":"),
+                                  ensure_ascii=False))
             payload = payload if len(payload) <= 160 else payload[:157] + "..."
             _out(f"{record.seq:>8}  {record.occurred_at:%Y-%m-%d %H:%M:%S}Z  "
                  f"{record.event_type:<18} {record.actor:<14} {record.tenant or '-':<12} {payload}")

@@ -99,7 +99,8 @@ async def weekly_report(config: PipelineConfig, *, week: str | None = None,
         windows = to_window(reference), to_window(current, period)
         await asyncio.to_thread(_write_files, files, report, {**data, "sha256_of_report": digest},
                                 trend, windows, config.drift.alpha)
-        async with AuditTrail.from_settings(config.audit, data_dir=config.data_dir) as trail:
+        async with AuditTrail.from_settings(config.audit, data_dir=config.data_dir,
+                                            erasure=config.erasure) as trail:
             ctx = recording.CallContext(actor, tenant, request_id=f"drift-{period}", session=None)
             await trail.record([recording.drift_event(report, ctx, reference=reference.name,
                                                       period=period, files=files,

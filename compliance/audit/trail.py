@@ -6,9 +6,14 @@ a keyed hash only), which personal-data patterns are masked in free text, and wh
 write does (``fail_closed``: raise :class:`AuditWriteError`, the caller gets no result;
 ``fail_open``: log it, count it in :attr:`AuditTrail.dropped`, carry on).
 
+Given ``erasure:`` settings it also encrypts personal-data payload fields under a key per
+subject (the event's actor) before they are written, and decrypts them for readers
+(:meth:`AuditTrail.readable`); see :mod:`compliance.erasure`.
+
 Example::
 
-    trail = AuditTrail.from_settings(config.audit, data_dir=config.data_dir)
+    trail = AuditTrail.from_settings(config.audit, data_dir=config.data_dir,
+                                     erasure=config.erasure)
     async with trail:
         fields = trail.query_fields("refund for jane@example.com")
         # {'query': 'refund for [REDACTED:email]', 'query_chars': 26, 'redacted': {'email': 1}}
@@ -23,7 +28,7 @@ import logging
 import os
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from advanced_rag.config import AuditSettings
 from advanced_rag.errors import ConfigError
@@ -33,6 +38,11 @@ from .checkpoints import CheckpointSigner
 from .models import AuditEvent, AuditRecord
 from .redaction import redact_text
 from .store import AuditStore
+
+if TYPE_CHECKING:
+    from advanced_rag.config import ErasureSettings
+
+    from ..erasure.cipher import PayloadCipher
 
 __all__ = ["AuditTrail", "build_store", "query_digest"]
 
@@ -72,7 +82,7 @@ class AuditTrail:
                  on_failure: Literal["fail_closed", "fail_open"] = "fail_closed",
                  redact_pii: bool = True, redact_kinds: Sequence[str] | None = None,
                  query_text: Literal["plain", "salted_hash"] = "plain",
-                 query_salt: bytes | None = None) -> None:
+                 query_salt: bytes | None = None, cipher: PayloadCipher | None = None) -> None:
         if query_text == "salted_hash" and not query_salt:
             raise ConfigError("query_text 'salted_hash' needs a secret salt",
                               key="audit.query_salt_env")
@@ -82,13 +92,17 @@ class AuditTrail:
         self._redact = redact_pii
         self._hash_queries = query_text == "salted_hash"
         self._salt = query_salt or b""
+        self._cipher = cipher if store is not None else None
         self.dropped = 0
         if redact_pii:
             redact_text("", kinds=self._kinds)  # unknown kinds fail now, not on the first query
 
     @classmethod
-    def from_settings(cls, settings: AuditSettings, *, data_dir: str) -> AuditTrail:
-        """The trail ``audit:`` describes; reads the salt and signing key from the environment."""
+    def from_settings(cls, settings: AuditSettings, *, data_dir: str,
+                      erasure: ErasureSettings | None = None) -> AuditTrail:
+        """The trail ``audit:`` describes; reads the salt and signing key from the environment.
+        With ``erasure`` (``config.erasure``) personal data is encrypted per subject, and the
+        key-encryption key is read (and validated) from the environment now."""
         salt = None
         if settings.query_text == "salted_hash":
             value = os.environ.get(settings.query_salt_env, "")
@@ -97,9 +111,16 @@ class AuditTrail:
                                   "secret of at least 16 characters", key="audit.query_salt_env")
             salt = value.encode("utf-8")
         store = build_store(settings, data_dir=data_dir) if settings.enabled else None
+        cipher = None
+        if store is not None and erasure is not None:
+            from ..erasure.cipher import PayloadCipher
+            from ..erasure.keys import SubjectKeys
+
+            cipher = PayloadCipher(SubjectKeys.from_settings(settings, erasure, data_dir=data_dir),
+                                   fields=erasure.fields, encrypt=erasure.encrypt_personal_data)
         return cls(store, on_failure=settings.on_failure, redact_pii=settings.redact_pii,
                    redact_kinds=settings.redact_kinds, query_text=settings.query_text,
-                   query_salt=salt)
+                   query_salt=salt, cipher=cipher)
 
     @property
     def enabled(self) -> bool:
@@ -111,12 +132,26 @@ class AuditTrail:
             raise AuditWriteError("auditing is disabled (audit.enabled: false)")
         return self._store
 
+    @property
+    def cipher(self) -> PayloadCipher | None:
+        """The personal-data cipher (``None``: payloads are written as given)."""
+        return self._cipher
+
     async def open(self) -> AuditTrail:
         if self._store is not None:
             await self._store.open()
+        if self._cipher is not None:
+            try:
+                await self._cipher.open()
+            except BaseException:
+                if self._store is not None:
+                    await self._store.close()
+                raise
         return self
 
     async def close(self) -> None:
+        if self._cipher is not None:
+            await self._cipher.close()
         if self._store is not None:
             await self._store.close()
 
@@ -153,12 +188,16 @@ class AuditTrail:
     async def record(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
         """Append ``events`` as one contiguous run, committed before this returns.
 
-        Returns the records; ``[]`` when auditing is disabled, or when the write failed under
-        ``fail_open``. Under ``fail_closed`` a failed write raises :class:`AuditWriteError`.
+        Returns the records as stored (personal-data fields encrypted; see :meth:`readable`);
+        ``[]`` when auditing is disabled, or when the write failed under ``fail_open``. Under
+        ``fail_closed`` a failed write raises :class:`AuditWriteError`. An event whose fields
+        cannot be encrypted is never written in plaintext: it fails like a failed write.
         """
         if self._store is None or not events:
             return []
         try:
+            if self._cipher is not None:
+                events = await self._cipher.seal(events)
             return await self._store.append_many(events)
         except Exception as exc:
             if self._fail_closed:
@@ -169,3 +208,15 @@ class AuditTrail:
             log.error("audit write failed, %d event(s) NOT recorded (on_failure=fail_open): %s: %s",
                       len(events), type(exc).__name__, exc)
             return []
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def readable(self, records: Sequence[AuditRecord], *,
+                       copy: bool = True) -> list[AuditRecord]:
+        """``records`` as people should see them: personal-data fields decrypted, or
+        ``"[erased]"`` where the subject's key was destroyed. ``payload_json`` keeps the
+        stored (encrypted, hashed) text, so verification and export never need keys.
+        ``copy=False``: decrypt on the given records (fresh from the store) instead of copies."""
+        if self._cipher is None:
+            return list(records)
+        return await self._cipher.readable(records, copy=copy)

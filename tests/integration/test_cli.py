@@ -111,8 +111,9 @@ def test_audit_verify_tail_export_and_tamper_detection(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert run("audit", "verify-export", str(export), cwd=tmp_path).returncode == 0
     text = export.read_text(encoding="utf-8")
-    export.write_text(text.replace("who approves loans", "who approves mortgages"),
-                      encoding="utf-8")
+    assert "who approves loans" not in text  # the export keeps the query encrypted (erasure)
+    assert text.count('"query_chars":18') == 1
+    export.write_text(text.replace('"query_chars":18', '"query_chars":19'), encoding="utf-8")
     out = run("audit", "verify-export", str(export), cwd=tmp_path)
     assert out.returncode == 1 and f"seq {retrieval}" in out.stderr
 
