@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from compliance.audit.models import MAX_TEXT, AuditEventType, new_event_id
 from compliance.audit.trail import AuditTrail
 from compliance.errors import AuditWriteError
+from compliance.lineage import DocumentVersion, LineageStore
 
 from . import recording
 from .answering import Answer, Decision, decide
@@ -90,6 +91,7 @@ class AdvancedRAGPipeline:
         self._audit = audit
         self._risk_models: RiskModels | None = None
         self._drift: DriftRecorder | None = None
+        self._lineage: LineageStore | None = None
         self._owns_audit = audit is None
         self._session: str | None = None
         self._compliance: ComplianceManager | None = None
@@ -124,6 +126,7 @@ class AdvancedRAGPipeline:
         sibling._session = self._session
         sibling._risk_models = self._risk_models
         sibling._drift = self._drift
+        sibling._lineage = self._lineage
         sibling._opened = self._opened
         sibling._owns_backends = False
         return sibling
@@ -138,7 +141,8 @@ class AdvancedRAGPipeline:
         from . import factory
 
         if self._audit is None:
-            self._audit = AuditTrail.from_settings(self.config.audit, data_dir=self.config.data_dir)
+            self._audit = AuditTrail.from_settings(self.config.audit, data_dir=self.config.data_dir,
+                                                   erasure=self.config.erasure)
         try:
             await self._audit.open()
         except AdvancedRagError as exc:
@@ -167,6 +171,8 @@ class AdvancedRAGPipeline:
         drift = self.config.drift
         if self._drift is None and (drift.query_log or drift.corpus_sample):
             self._drift = await DriftRecorder.open(self.config)
+        if self._lineage is None and self.config.audit.enabled:
+            self._lineage = await LineageStore.open(self.config)
         self._opened = True
         try:
             await self._record_startup()
@@ -208,6 +214,9 @@ class AdvancedRAGPipeline:
         if self._drift is not None:
             await self._drift.close()
             self._drift = None
+        if self._lineage is not None:
+            await self._lineage.close()
+            self._lineage = None
         for component in self._built:  # components passed in belong to the caller
             aclose = getattr(component, "aclose", None)
             if callable(aclose):
@@ -316,12 +325,17 @@ class AdvancedRAGPipeline:
         trail = self._trail()
 
         async def record(outcomes: Sequence[DocumentOutcome]) -> None:
+            events = recording.document_events(outcomes, ctx, trail)
             try:
-                await trail.record(recording.document_events(outcomes, ctx, trail))
+                await trail.record(events)
             except AuditWriteError as exc:
                 indexed = [o.doc_id for o in outcomes if o.chunk_ids]
                 raise AuditWriteError(f"{exc} (indexed but unrecorded: {indexed[:20]}"
                                       f"{' ...' if len(indexed) > 20 else ''})") from exc
+            if self._lineage is not None:
+                assert ctx.tenant is not None
+                await self._lineage.record_ingest(outcomes, tenant=ctx.tenant, actor=ctx.actor,
+                                                  event_ids=[e.event_id for e in events])
 
         ingestor = Ingestor(store, embedder, self.config.chunking, self.config.ingest)
         assert ctx.tenant is not None
@@ -356,9 +370,55 @@ class AdvancedRAGPipeline:
             await self._record_failure(AuditEventType.DOCUMENT_DELETED, ctx, exc, began,
                                        {"doc_ids": ids})
             raise
-        await self._trail().record([recording.deletion_event(
-            ids, deleted, ctx, (time.perf_counter() - began) * 1000)])
+        event = recording.deletion_event(ids, deleted, ctx, (time.perf_counter() - began) * 1000)
+        await self._trail().record([event])
+        if self._drift is not None:
+            await self._drift.store.delete_corpus_samples(ctx.tenant, ids)
+        if self._lineage is not None:
+            await self._lineage.record_removal(ids, tenant=ctx.tenant, actor=ctx.actor,
+                                               change_type="delete",
+                                               audit_event_id=event.event_id)
         return deleted
+
+    async def forget_document(self, doc_id: str, tenant: str | None = None, *,
+                              actor: str = "system", reason: str = "erasure request",
+                              request_id: str | None = None) -> list[DocumentVersion]:
+        """Erase a document (the seed's name): delete its chunks from Milvus, record an
+        ``erasure`` audit event naming it, its versions and the reason (not its text), and mark
+        every version erased in ``document_versions``. Returns the ``erase`` rows written."""
+        _, store, _ = self._parts()
+        began = time.perf_counter()
+        ctx = await self._authorize(self._context(actor, request_id), tenant, "forget_document")
+        assert ctx.tenant is not None
+        try:
+            deleted = await store.delete_documents(ctx.tenant, [doc_id])
+        except Exception as exc:
+            await self._record_failure(AuditEventType.ERASURE, ctx, exc, began,
+                                       {"doc_id": doc_id})
+            raise
+        versions = [v.version for v in await self.get_document_lineage(doc_id, ctx.tenant)
+                    if v.change_type in ("create", "update")]
+        event = recording.document_erasure_event(
+            doc_id, versions, deleted, ctx, reason=self._trail().text(reason),
+            latency_ms=(time.perf_counter() - began) * 1000)
+        await self._trail().record([event])
+        if self._drift is not None:
+            await self._drift.store.delete_corpus_samples(ctx.tenant, [doc_id])
+        if self._lineage is None:
+            return []
+        return await self._lineage.record_removal([doc_id], tenant=ctx.tenant, actor=ctx.actor,
+                                                  change_type="erase",
+                                                  audit_event_id=event.event_id)
+
+    async def get_document_lineage(self, doc_id: str,
+                                   tenant: str | None = None) -> list[DocumentVersion]:
+        """Every recorded version of ``doc_id`` (the seed's name): content hash, chunks,
+        classification, who and when, create/update/delete/erase, retention date."""
+        self._parts()
+        if self._lineage is None:
+            raise ConfigError("document lineage lives in the audit database: audit.enabled is "
+                              "false", key="audit.enabled")
+        return await self._lineage.lineage(doc_id, tenant)
 
     # -- retrieve -------------------------------------------------------------------------
 

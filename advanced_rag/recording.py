@@ -45,6 +45,7 @@ __all__ = [
     "config_digest",
     "config_event",
     "deletion_event",
+    "document_erasure_event",
     "document_events",
     "drift_event",
     "drift_reference_event",
@@ -132,6 +133,15 @@ def deletion_event(doc_ids: Sequence[str], chunks_deleted: int, ctx: CallContext
     return _event(AuditEventType.DOCUMENT_DELETED, ctx,
                   {"doc_ids": list(doc_ids), "chunks_deleted": chunks_deleted,
                    "latency_ms": round(latency_ms, 3), "outcome": "ok"})
+
+
+def document_erasure_event(doc_id: str, versions: Sequence[int], chunks_deleted: int,
+                           ctx: CallContext, *, reason: str, latency_ms: float) -> AuditEvent:
+    """``erasure`` of a document: which one, which versions, how many chunks; not its text."""
+    return _event(AuditEventType.ERASURE, ctx, {
+        "target": "document", "doc_id": doc_id, "versions": list(versions),
+        "chunks_deleted": chunks_deleted, "reason": reason,
+        "latency_ms": round(latency_ms, 3), "outcome": "ok"})
 
 
 def filter_payload(spec: MetadataFilter | None) -> dict[str, Any] | None:

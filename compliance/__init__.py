@@ -4,8 +4,12 @@
   (SQLite or PostgreSQL), signed checkpoints, verification, export, PII redaction, and the
   :class:`~compliance.audit.trail.AuditTrail` the pipeline records through.
 - :class:`ComplianceManager` — the seed's entry point: ``query_audit_logs``,
-  ``verify_audit_log``, ``export_audit_log``, ``checkpoint``.
-- Retention, legal holds and reports come with later issues.
+  ``verify_audit_log``, ``export_audit_log``, ``checkpoint``, ``enforce_retention_policy``,
+  legal holds, ``erase_subject``, ``get_document_lineage``, ``explain_request``,
+  ``generate_compliance_report``.
+- :mod:`compliance.retention` (policy, job, legal holds), :mod:`compliance.erasure`
+  (crypto-shredding), :mod:`compliance.lineage` (document versions), :mod:`compliance.reports`
+  (the monthly report), :mod:`compliance.scheduling` (APScheduler jobs).
 
 Example::
 

@@ -318,6 +318,13 @@ class DriftStore:
                    "embedding": encode_vector(v)} for t, c, d, v in rows]
         await asyncio.to_thread(self._write, [table.insert().values(values)])
 
+    async def delete_corpus_samples(self, tenant: str, doc_ids: Sequence[str]) -> None:
+        """Forget the sampled embeddings of deleted or erased documents."""
+        if doc_ids:
+            table = CorpusSampleRow.__table__  # type: ignore[attr-defined]
+            await asyncio.to_thread(self._write, [delete(table).where(
+                table.c.tenant == tenant, table.c.doc_id.in_(list(doc_ids)))])
+
     async def corpus_embeddings(self, *, start: datetime | None = None,
                                 end: datetime | None = None,
                                 tenant: str | None = None) -> np.ndarray:
