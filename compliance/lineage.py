@@ -28,10 +28,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, Index, Integer, String, Text, update
-from sqlalchemy.engine import make_url
 from sqlmodel import Column, Field, Session, SQLModel, select
 
-from .audit.engine import WRITE_OPTION, make_engine
+from .audit.engine import engine_with_tables
 from .audit.models import AuditEventType, AuditRecord, UTCDateTime
 
 if TYPE_CHECKING:
@@ -105,18 +104,12 @@ class LineageStore:
 
     @classmethod
     async def open(cls, config: PipelineConfig) -> LineageStore:
-        url = make_url(config.audit.resolved_url(config.data_dir))
-
-        def build() -> Engine:
-            engine = make_engine(url, schema=config.audit.db_schema,
-                                 sqlite_synchronous=config.audit.sqlite_synchronous,
-                                 busy_timeout_s=30.0)
-            with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, \
-                    conn.begin():
-                SQLModel.metadata.create_all(conn, tables=[DocumentVersionRow.__table__])  # type: ignore[attr-defined]
-            return engine
+        engine = await asyncio.to_thread(
+            engine_with_tables, config.audit.resolved_url(config.data_dir),
+            [DocumentVersionRow.__table__], schema=config.audit.db_schema,  # type: ignore[attr-defined]
+            sqlite_synchronous=config.audit.sqlite_synchronous)
         days = {str(label): rule.keep_days for label, rule in config.retention.documents.items()}
-        return cls(await asyncio.to_thread(build), retention_days=days)
+        return cls(engine, retention_days=days)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.engine.dispose)

@@ -181,6 +181,11 @@ class CheckpointSigner:
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
 
+    def sign_message(self, message: bytes) -> str:
+        """A hex Ed25519 signature of ``message`` (other signed artefacts, e.g. report files;
+        their messages carry their own type string so none reads as a checkpoint)."""
+        return self._private.sign(message).hex()
+
     def sign(self, seq: int, head_hash: str, created_at: datetime) -> Checkpoint:
         """Sign "the head at ``seq`` is ``head_hash``" (``created_at`` must be timezone-aware)."""
         signature = self._private.sign(checkpoint_message(seq, head_hash, created_at)).hex()

@@ -19,8 +19,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
-from sqlalchemy.engine import URL
+from sqlalchemy import (
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import URL, make_url
 
 from advanced_rag.errors import MissingDependencyError
 
@@ -28,8 +38,8 @@ from .guards import install_guards, missing_guards
 from .hashing import ENTRY_VERSION, GENESIS, encode_entry, occurred_text
 from .models import AuditCheckpointRow, AuditEventRow, AuditHeadRow, AuditPruneRow
 
-__all__ = ["SCHEMA_NAME", "WRITE_OPTION", "chain_sql", "driver_rows", "install", "install_on",
-           "make_engine",
+__all__ = ["SCHEMA_NAME", "WRITE_OPTION", "chain_sql", "driver_rows", "engine_with_tables",
+           "install", "install_on", "make_engine",
            "python_entry", "sqlite_entry_sql"]
 
 WRITE_OPTION = "audit_write"
@@ -72,6 +82,17 @@ def make_engine(url: URL, *, schema: str | None, sqlite_synchronous: str,
         return create_engine(url, connect_args=args, pool_pre_ping=True)
     except ModuleNotFoundError as exc:
         raise MissingDependencyError("psycopg", "postgres") from exc
+
+
+def engine_with_tables(url: str, tables: Sequence[Table], *, schema: str | None,
+                       sqlite_synchronous: str = "FULL") -> Engine:
+    """An engine on the audit database with ``tables`` created if missing (holds, lineage,
+    keys: the side tables that live next to the chain)."""
+    engine = make_engine(make_url(url), schema=schema, sqlite_synchronous=sqlite_synchronous,
+                         busy_timeout_s=30.0)
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
+        MetaData().create_all(conn, tables=list(tables))
+    return engine
 
 
 def _sqlite_begin(conn: Connection) -> None:

@@ -20,8 +20,6 @@ Example::
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import os
@@ -32,13 +30,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from advanced_rag.config import AuditSettings
 from advanced_rag.recording import report_digest
 
-from ..audit.checkpoints import PublicKeyLike, key_id_of, load_public_key
+from ..audit.checkpoints import CheckpointSigner, PublicKeyLike, key_id_of, load_public_key
 from ..audit.hashing import canonical_bytes
 from ..errors import ComplianceError
 
@@ -67,63 +63,30 @@ def _message(file_sha256: str, report_sha256: str) -> bytes:
                             "type": SIGNATURE_TYPE})
 
 
-def _key_bytes(value: str) -> bytes:
-    text = value.strip()
-    if text.startswith("-----BEGIN"):
-        return text.encode("ascii")
-    if len(text) == 64:
-        try:
-            return bytes.fromhex(text)
-        except ValueError:
-            pass
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ComplianceError("signing key text is neither PEM, hex nor base64") from exc
-
-
-def _private_key(data: bytes) -> Ed25519PrivateKey:
-    try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            key = serialization.load_pem_private_key(data, password=None)
-            if not isinstance(key, Ed25519PrivateKey):
-                raise ComplianceError(f"not an Ed25519 private key: {type(key).__name__}")
-            return key
-        return Ed25519PrivateKey.from_private_bytes(data)
-    except (ValueError, TypeError) as exc:
-        raise ComplianceError(f"unreadable Ed25519 signing key: {exc}") from exc
-
-
 class ReportSigner:
-    """Signs report files with the audit signing key. Its ``repr`` never shows the key."""
+    """Signs report files with the audit checkpoint signing key (a
+    :class:`~compliance.audit.checkpoints.CheckpointSigner`). Its ``repr`` never shows the key."""
 
-    __slots__ = ("_private", "key_id", "public_key_hex")
+    __slots__ = ("_signer", "key_id", "public_key_hex")
 
-    def __init__(self, private_key: Ed25519PrivateKey) -> None:
-        self._private = private_key
-        public = private_key.public_key()
-        self.public_key_hex: str = public.public_bytes(serialization.Encoding.Raw,
-                                                       serialization.PublicFormat.Raw).hex()
-        self.key_id: str = key_id_of(public)
+    def __init__(self, signer: CheckpointSigner) -> None:
+        self._signer = signer
+        self.public_key_hex: str = signer.public_key_hex
+        self.key_id: str = signer.key_id
 
     def __repr__(self) -> str:
         return f"ReportSigner(key_id={self.key_id!r})"
 
     @classmethod
     def from_settings(cls, settings: AuditSettings) -> ReportSigner | None:
-        """The key ``audit.signing_key_file`` / ``audit.signing_key_env`` names; ``None`` when
-        neither is set. A key that is set but unreadable raises :class:`ComplianceError`."""
+        """The key ``audit.signing_key_file`` / ``audit.signing_key_env`` names, read as the
+        checkpoint signer reads it; ``None`` when neither is set. A key that is set but
+        unreadable raises :class:`ComplianceError`."""
         if settings.signing_key_file:
-            try:
-                data = Path(settings.signing_key_file).read_bytes()
-            except OSError as exc:
-                raise ComplianceError(f"cannot read signing key {settings.signing_key_file}: "
-                                      f"{exc}") from exc
-            return cls(_private_key(data))
-        value = os.environ.get(settings.signing_key_env)
-        if not value:
+            return cls(CheckpointSigner.from_file(settings.signing_key_file))
+        if not os.environ.get(settings.signing_key_env):
             return None
-        return cls(_private_key(_key_bytes(value)))
+        return cls(CheckpointSigner.from_env(settings.signing_key_env))
 
     def sign_file(self, path: str | Path) -> Path:
         """Write ``<path>.sig`` for the JSON report at ``path``; returns the signature path."""
@@ -133,7 +96,7 @@ class ReportSigner:
         body = {"v": 1, "type": SIGNATURE_TYPE, "file": Path(path).name, "file_sha256": file_sha,
                 "report_sha256": report_sha, "key_id": self.key_id,
                 "public_key": self.public_key_hex, "signed_at": datetime.now(UTC).isoformat(),
-                "signature": self._private.sign(_message(file_sha, report_sha)).hex()}
+                "signature": self._signer.sign_message(_message(file_sha, report_sha))}
         target = signature_path(path)
         tmp = target.with_name(target.name + ".tmp")
         tmp.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")

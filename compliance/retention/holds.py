@@ -25,12 +25,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import Engine, String, Text, update
-from sqlalchemy.engine import make_url
 from sqlmodel import Column, Field, Session, SQLModel, select
 
 from advanced_rag.errors import InputError
 
-from ..audit.engine import WRITE_OPTION, make_engine
+from ..audit.engine import engine_with_tables
 from ..audit.models import UTCDateTime
 
 if TYPE_CHECKING:
@@ -129,17 +128,11 @@ class LegalHolds:
 
     @classmethod
     async def open(cls, config: PipelineConfig) -> LegalHolds:
-        url = make_url(config.audit.resolved_url(config.data_dir))
-
-        def build() -> Engine:
-            engine = make_engine(url, schema=config.audit.db_schema,
-                                 sqlite_synchronous=config.audit.sqlite_synchronous,
-                                 busy_timeout_s=30.0)
-            with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, \
-                    conn.begin():
-                SQLModel.metadata.create_all(conn, tables=[LegalHoldRow.__table__])  # type: ignore[attr-defined]
-            return engine
-        return cls(await asyncio.to_thread(build))
+        engine = await asyncio.to_thread(
+            engine_with_tables, config.audit.resolved_url(config.data_dir),
+            [LegalHoldRow.__table__], schema=config.audit.db_schema,  # type: ignore[attr-defined]
+            sqlite_synchronous=config.audit.sqlite_synchronous)
+        return cls(engine)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.engine.dispose)
