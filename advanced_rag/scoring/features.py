@@ -64,7 +64,8 @@ import numpy as np
 __all__ = [
     "ANSWER_FEATURES", "ANTONYMS", "CLAIM_FEATURES", "ClaimFeatures", "ContextIndex",
     "answer_features", "build_context_index", "claim_features", "content_words", "extract_entities",
-    "extract_numbers", "lcs_length", "split_sentences", "word_tokens",
+    "STOPWORDS", "WORD", "extract_numbers", "lcs_length", "split_sentences", "stem_word",
+    "word_tokens",
 ]
 
 CLAIM_FEATURES: tuple[str, ...] = (
@@ -116,7 +117,7 @@ def _antonyms(pairs: Sequence[str]) -> dict[str, frozenset[str]]:
 
 ANTONYMS: Mapping[str, frozenset[str]] = _antonyms(_PAIRS)
 
-_WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
+WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
 _SENT_END = re.compile(r"""(?<=[.!?])["'”’)\]]*\s+(?=["'“(\[]?[A-Z0-9])"""
                        r"|(?<=[a-z]{2}[.!?])(?=[A-Z][a-z])|\n\s*\n?")
 _ABBREV = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|Lt|Col|Gen|Sen|Rep|Inc|Ltd|Co|No|vs|U\.S|e\.g|i\.e)"
@@ -150,7 +151,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
             s += 1
         while e > s and text[e - 1].isspace():
             e -= 1
-        if e > s and _WORD.search(text, s, e):
+        if e > s and WORD.search(text, s, e):
             out.append((s, e))
     return out
 
@@ -158,7 +159,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 def word_tokens(text: str) -> list[str]:
     """Lower-cased word tokens (``n't`` kept as a separate negation token)."""
     tokens: list[str] = []
-    for raw in _WORD.findall(text):
+    for raw in WORD.findall(text):
         low = raw.lower().replace("’", "'")
         if low.endswith("n't"):
             tokens.extend((low[:-3], "n't"))
@@ -167,7 +168,7 @@ def word_tokens(text: str) -> list[str]:
     return tokens
 
 
-def _stem(word: str) -> str:
+def stem_word(word: str) -> str:
     for suffix in ("ing", "ies", "es", "ed", "ly", "s"):
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
             return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
@@ -176,7 +177,7 @@ def _stem(word: str) -> str:
 
 def content_words(tokens: Sequence[str]) -> list[str]:
     """Stemmed tokens that are not stop words."""
-    return [_stem(t) for t in tokens if t not in STOPWORDS and t != "n't"]
+    return [stem_word(t) for t in tokens if t not in STOPWORDS and t != "n't"]
 
 
 def extract_numbers(text: str) -> list[tuple[float, float]]:
@@ -203,7 +204,7 @@ def extract_entities(text: str) -> list[str]:
     """Lower-cased capitalised names and acronyms of ``text`` (not stop words, not numbers)."""
     entities: list[str] = []
     for s, e in split_sentences(text):
-        for i, match in enumerate(_WORD.finditer(text, s, e)):
+        for i, match in enumerate(WORD.finditer(text, s, e)):
             word = match.group(0)
             if not word[0].isupper():
                 continue

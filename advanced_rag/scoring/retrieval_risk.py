@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -35,7 +36,7 @@ import numpy as np
 
 from ..types import ModelIdentity
 from .calibration import LogisticModel, platt
-from .features import content_words, word_tokens
+from .features import STOPWORDS, content_words, stem_word, word_tokens
 
 if TYPE_CHECKING:
     from ..config import PipelineConfig
@@ -57,6 +58,33 @@ def _terms(text: str) -> set[str]:
     return set(content_words(word_tokens(text)))
 
 
+def _candidates(query_terms: set[str]) -> re.Pattern[str] | None:
+    """Words (of lower-cased text, as :data:`~.features.WORD` splits it) that start with a
+    query term's first three characters: a word's stem keeps its first three characters
+    (stemming strips suffixes only from words of more than 3 + suffix characters), so no other
+    word can stem to a query term."""
+    if not query_terms:
+        return None
+    prefixes = "|".join(sorted({re.escape(term[:3]) for term in query_terms}))
+    return re.compile(rf"(?<![a-z0-9])(?:{prefixes})[a-z0-9]*(?:['\u2019][a-z]+)?")
+
+
+def _matched(query_terms: set[str], candidates: re.Pattern[str] | None, text: str) -> set[str]:
+    """``query_terms & _terms(text)``, stemming only the candidate words (this runs on every
+    retrieval, over abstract-length hits)."""
+    found: set[str] = set()
+    if candidates is None:
+        return found
+    for raw in set(candidates.findall(text.lower())):
+        word = raw.replace("\u2019", "'")
+        word = word[:-3] if word.endswith("n't") else word.split("'")[0]
+        if word not in STOPWORDS:
+            stem = stem_word(word)
+            if stem in query_terms:
+                found.add(stem)
+    return found
+
+
 def retrieval_features(query: str, scores: Sequence[float], texts: Sequence[str],
                        k: int) -> dict[str, float]:
     """Features of one retrieval: ``scores`` and ``texts`` of the returned hits in rank order
@@ -73,10 +101,11 @@ def retrieval_features(query: str, scores: Sequence[float], texts: Sequence[str]
     if not scores or len(scores) != len(texts):
         raise ValueError("retrieval_features needs one text per score and at least one hit")
     query_terms = _terms(query)
-    hit_terms = [_terms(text) for text in texts]
+    candidates = _candidates(query_terms)
+    hit_terms = [_matched(query_terms, candidates, text) for text in texts]
     denominator = max(len(query_terms), 1)
-    best = max(len(query_terms & terms) for terms in hit_terms) / denominator
-    union = len(query_terms & set().union(*hit_terms)) / denominator
+    best = max(len(terms) for terms in hit_terms) / denominator
+    union = len(set().union(*hit_terms)) / denominator
     return {
         "top1_score": float(scores[0]),
         "mean_score": float(np.mean(scores)),

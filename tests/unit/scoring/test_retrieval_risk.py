@@ -118,3 +118,18 @@ def test_calibration_report_bins_and_scores() -> None:
     assert [b.n for b in report.bins] == [1, 1, 1, 1] and report.bins[0].observed == 0.0
     perfect = calibration_report(np.array([1, 0]), np.array([1.0, 0.0]))
     assert perfect.ece == 0.0 and perfect.brier == 0.0
+
+
+@pytest.mark.parametrize("query,text", [
+    ("Who approves loans above 250,000 euros?", "Loans above 250,000 EUROS are approved by the "
+                                                "credit committee; approvals are logged."),
+    ("What is TB's treatment?", "The TB patient's treatment can't wait; treated early."),
+    ("Doesn’t insulin lower glucose?", "Insulin lowers blood glucose; it doesn't raise it."),
+    ("the and of", "the and of"),
+    ("naïve studies", "Naïve studying of studies"),
+])
+def test_fast_coverage_matches_the_full_tokenisation(query: str, text: str) -> None:
+    from advanced_rag.scoring.retrieval_risk import _candidates, _matched, _terms
+
+    terms = _terms(query)
+    assert _matched(terms, _candidates(terms), text) == terms & _terms(text)
