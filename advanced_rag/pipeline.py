@@ -652,7 +652,7 @@ class AdvancedRAGPipeline:
         without them, the logged retrievals in ``[start, end)`` are compared on embeddings,
         scores and tenant/search-type shares. The report (verdict, tests, digest) is audited.
         Too few queries give status ``insufficient_data``, never a verdict."""
-        from .drift.store import Reference as Window
+        from .drift.store import Reference
 
         drift = self._drift_recorder()
         embedder, _, _ = self._parts()
@@ -664,10 +664,11 @@ class AdvancedRAGPipeline:
 
             texts = [q for q in sample_queries if isinstance(q, str) and q.strip()]
             vectors = [await embedder.embed_query(q) for q in texts]  # as retrieve() embeds
-            current = Window(name="sample", ids=tuple(f"sample-{i}" for i in range(len(texts))),
-                             times=(), scores={}, categories={},
-                             embeddings=np.stack(vectors).astype(np.float32) if vectors else
-                             np.zeros((0, ref.embeddings.shape[1]), dtype=np.float32))
+            current = Reference(
+                name="sample", ids=tuple(f"sample-{i}" for i in range(len(texts))), times=(),
+                scores={}, categories={},
+                embeddings=np.stack(vectors).astype(np.float32) if vectors else
+                np.zeros((0, ref.embeddings.shape[1]), dtype=np.float32))
         else:
             current = await drift.store.window("current", start=start, end=end, tenant=tenant)
         report = await drift.monitor.compare(ref, current)

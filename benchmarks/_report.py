@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 import re
 from importlib.metadata import version
 from pathlib import Path
+from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 DOC = REPO / "docs" / "benchmarks.md"
 BENCH_DIR = REPO / ".advanced-rag" / "bench"
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module: a benchmark reuses its training script's splits and
+    settings instead of restating them."""
+    path = REPO / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def environment_line() -> str:

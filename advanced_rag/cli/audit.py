@@ -161,18 +161,10 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def add_commands(command: Callable[[str, str, Any], argparse.ArgumentParser]) -> None:
-    from . import default_actor
+    from . import default_actor, subcommands
 
     p = command("audit", "Verify, read and export the tamper-evident audit log.", None)
-    p.set_defaults(help_parser=p)
-    inner = p.add_subparsers(title="what", metavar="WHAT")
-
-    def sub(name: str, text: str, handler: Any) -> argparse.ArgumentParser:
-        s = inner.add_parser(name, help=text, description=text)
-        s.add_argument("--config", metavar="FILE", help="YAML config (default: ./config.yaml "
-                                                        "if present, else built-in defaults)")
-        s.set_defaults(handler=handler)
-        return s
+    sub = subcommands(p)
 
     def keys(s: argparse.ArgumentParser) -> None:
         s.add_argument("--anchor", metavar="FILE", help="anchor JSONL of signed checkpoints "
@@ -207,15 +199,13 @@ def add_commands(command: Callable[[str, str, Any], argparse.ArgumentParser]) ->
     s.add_argument("--overwrite", action="store_true", help="replace an existing file")
     keys(s)
 
-    s = inner.add_parser("verify-export", help="Re-check an export file without the database.",
-                         description="Re-check an export file without the database.")
+    s = sub("verify-export", "Re-check an export file without the database.", cmd_verify_export,
+            config=False)
     s.add_argument("file", metavar="FILE")
-    s.set_defaults(handler=cmd_verify_export)
 
     sub("checkpoint", "Sign the current chain head now (needs a signing key) and append it "
                       "to the anchor file.", cmd_checkpoint)
 
-    s = inner.add_parser("keygen", help="Write a new Ed25519 checkpoint signing key (PEM).",
-                         description="Write a new Ed25519 checkpoint signing key (PEM).")
+    s = sub("keygen", "Write a new Ed25519 checkpoint signing key (PEM).", cmd_keygen,
+            config=False)
     s.add_argument("--output", required=True, metavar="FILE")
-    s.set_defaults(handler=cmd_keygen)

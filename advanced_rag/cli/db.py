@@ -48,16 +48,10 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def add_commands(command: Callable[[str, str, Any], argparse.ArgumentParser]) -> None:
-    p = command("db", "Schema migrations of the SQL database (Alembic).", None)
-    p.set_defaults(help_parser=p)
-    inner = p.add_subparsers(title="what", metavar="WHAT")
+    from . import subcommands
 
-    def sub(name: str, text: str, handler: Any) -> argparse.ArgumentParser:
-        s: argparse.ArgumentParser = inner.add_parser(name, help=text, description=text)
-        s.add_argument("--config", metavar="FILE", help="YAML config (default: ./config.yaml "
-                                                        "if present, else built-in defaults)")
-        s.set_defaults(handler=handler)
-        return s
+    p = command("db", "Schema migrations of the SQL database (Alembic).", None)
+    sub = subcommands(p)
 
     s = sub("upgrade", "Apply schema migrations (run as the schema owner).", cmd_upgrade)
     s.add_argument("revision", nargs="?", default="head", help="target (default: head)")

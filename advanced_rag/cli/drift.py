@@ -101,24 +101,18 @@ async def cmd_report(args: argparse.Namespace) -> int:
 
 
 def add_commands(command: Callable[[str, str, Any], argparse.ArgumentParser]) -> None:
-    from . import default_actor
+    from . import SubCommand, default_actor, subcommands
 
     p = command("drift", "Drift monitoring: references, checks and the weekly report.", None)
-    p.set_defaults(help_parser=p)
-    inner = p.add_subparsers(title="what", metavar="WHAT")
+    inner = subcommands(p)
 
-    def sub(parent: Any, name: str, text: str, handler: Any) -> argparse.ArgumentParser:
-        s: argparse.ArgumentParser = parent.add_parser(name, help=text, description=text)
-        s.add_argument("--config", metavar="FILE", help="YAML config (default: ./config.yaml "
-                                                        "if present, else built-in defaults)")
+    def sub(group: SubCommand, name: str, text: str, handler: Any) -> argparse.ArgumentParser:
+        s = group(name, text, handler)
         s.add_argument("--actor", default=default_actor(), help="who ran it (recorded)")
-        s.set_defaults(handler=handler)
         return s
 
-    ref = inner.add_parser("reference", help="capture or list reference snapshots",
-                           description="Reference snapshots of logged queries.")
-    ref.set_defaults(help_parser=ref)
-    refs = ref.add_subparsers(title="what", metavar="WHAT")
+    refs = subcommands(inner("reference", "Reference snapshots of logged queries.", None,
+                             short="capture or list reference snapshots"))
     s = sub(refs, "capture", "Snapshot logged queries as a named reference: a time range "
                              "(--start/--end) or the first N (--first, from --start).", cmd_capture)
     s.add_argument("--name", help="reference name (default: drift.reference)")

@@ -118,18 +118,14 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def add_commands(command: Callable[[str, str, Any], argparse.ArgumentParser]) -> None:
-    from . import default_actor
+    from . import default_actor, subcommands
 
     p = command("erasure", "Erase a data subject by crypto-shredding (GDPR Art. 17).", None)
-    p.set_defaults(help_parser=p)
-    inner = p.add_subparsers(title="what", metavar="WHAT")
+    group = subcommands(p)
 
     def sub(name: str, text: str, handler: Any) -> argparse.ArgumentParser:
-        s = inner.add_parser(name, help=text, description=text)
-        s.add_argument("--config", metavar="FILE", help="YAML config (default: ./config.yaml "
-                                                        "if present, else built-in defaults)")
+        s = group(name, text, handler)
         s.add_argument("--json", action="store_true", help="print the result as JSON")
-        s.set_defaults(handler=handler)
         return s
 
     s = sub("erase", "Destroy SUBJECT's key (its recorded queries and answers become "
@@ -146,6 +142,4 @@ def add_commands(command: Callable[[str, str, Any], argparse.ArgumentParser]) ->
                       "the legal holds covering it.", cmd_status)
     s.add_argument("subject", metavar="SUBJECT")
 
-    s = inner.add_parser("keygen", help="Print a new random key-encryption key (base64).",
-                         description="Print a new random key-encryption key (base64).")
-    s.set_defaults(handler=cmd_keygen)
+    group("keygen", "Print a new random key-encryption key (base64).", cmd_keygen, config=False)

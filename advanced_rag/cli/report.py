@@ -137,19 +137,11 @@ async def cmd_performance(args: argparse.Namespace) -> int:
 def add_commands(command: Callable[[str, str, Any], argparse.ArgumentParser]) -> None:
     from compliance.reports.performance import GRANULARITIES
 
-    from . import default_actor
+    from . import default_actor, subcommands
 
     p = command("report", "Compliance reports: the monthly report, its verification, latency "
                           "trends.", None)
-    p.set_defaults(help_parser=p)
-    inner = p.add_subparsers(title="what", metavar="WHAT")
-
-    def sub(name: str, text: str, handler: Any) -> argparse.ArgumentParser:
-        s: argparse.ArgumentParser = inner.add_parser(name, help=text, description=text)
-        s.add_argument("--config", metavar="FILE", help="YAML config (default: ./config.yaml "
-                                                        "if present, else built-in defaults)")
-        s.set_defaults(handler=handler)
-        return s
+    sub = subcommands(p)
 
     s = sub("monthly", "Write the monthly compliance report (JSON, Markdown, HTML), sign it and "
                        "record its digest; exit 0 ok, 4 audit chain INVALID, 1 error.", cmd_monthly)

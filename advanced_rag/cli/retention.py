@@ -150,19 +150,15 @@ async def cmd_hold_list(args: argparse.Namespace) -> int:
 
 
 def add_commands(command: Callable[[str, str, Any], argparse.ArgumentParser]) -> None:
-    from . import default_actor
+    from . import SubCommand, default_actor, subcommands
 
     p = command("retention", "Retention policy (plan, apply) and legal holds.", None)
-    p.set_defaults(help_parser=p)
-    inner = p.add_subparsers(title="what", metavar="WHAT")
+    inner = subcommands(p)
 
-    def sub(parent: Any, name: str, text: str, handler: Any) -> argparse.ArgumentParser:
-        s: argparse.ArgumentParser = parent.add_parser(name, help=text, description=text)
-        s.add_argument("--config", metavar="FILE", help="YAML config (default: ./config.yaml "
-                                                        "if present, else built-in defaults)")
+    def sub(group: SubCommand, name: str, text: str, handler: Any) -> argparse.ArgumentParser:
+        s = group(name, text, handler)
         s.add_argument("--actor", default=default_actor(),
                        help="who is acting, as recorded in the audit log (default: %(default)s)")
-        s.set_defaults(handler=handler)
         return s
 
     when = ("the policy clock: 2026-11-01 or an ISO datetime (UTC if no offset; default: now)")
@@ -179,11 +175,9 @@ def add_commands(command: Callable[[str, str, Any], argparse.ArgumentParser]) ->
                    help="do not ask for confirmation (required when not on a terminal)")
     s.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
-    h = inner.add_parser("hold", help="Place, release and list legal holds.",
-                         description="Legal holds: records they cover are never redacted, "
-                                     "pruned, deleted or erased until released.")
-    h.set_defaults(help_parser=h)
-    holds = h.add_subparsers(title="action", metavar="ACTION")
+    holds = subcommands(inner("hold", "Legal holds: records they cover are never redacted, "
+                                      "pruned, deleted or erased until released.", None,
+                              short="Place, release and list legal holds."), title="action")
     s = sub(holds, "place", "Place a legal hold (recorded as a legal_hold audit event).",
             cmd_hold_place)
     s.add_argument("--scope", required=True, choices=list(SCOPES),

@@ -94,18 +94,15 @@ async def cmd_run_now(args: argparse.Namespace) -> int:
 
 
 def add_commands(command: Callable[[str, str, Any], argparse.ArgumentParser]) -> None:
+    from . import subcommands
+
     p = command("scheduler", "Run the scheduled compliance jobs (weekly drift report, daily "
                              "retention, monthly report) with APScheduler, list them, or run "
                              "one now. Every run is audited.", None)
-    p.set_defaults(help_parser=p)
-    inner = p.add_subparsers(title="what", metavar="WHAT")
+    group = subcommands(p)
 
     def sub(name: str, text: str, handler: Any) -> argparse.ArgumentParser:
-        s = inner.add_parser(name, help=text.split(". ")[0], description=text)
-        s.add_argument("--config", metavar="FILE", help="YAML config (default: ./config.yaml "
-                                                        "if present, else built-in defaults)")
-        s.set_defaults(handler=handler)
-        return s
+        return group(name, text, handler, short=text.split(". ")[0])
 
     s = sub("run", "Run the scheduler in the foreground until SIGTERM or Ctrl-C (exit 0 after a "
                    "clean stop). Run exactly one per database: it takes a lock there, and a "
