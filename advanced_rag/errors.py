@@ -13,7 +13,9 @@
         ├── VectorStoreError        Milvus refused or failed
         │   └── UnsupportedBackendError   the server lacks a feature we need (names its version)
         ├── EmbedderError           the embedding model failed or could not be loaded
-        └── RerankerError           the reranker failed or could not be loaded
+        ├── RerankerError           the reranker failed or could not be loaded
+        └── ProviderError           a remote API call failed (provider, kind, HTTP status)
+            └── CircuitOpenError    the provider's circuit breaker is open: not attempted
 
 Callers catch :class:`AdvancedRagError` for "anything this library raised on purpose".
 SDK errors are wrapped with ``raise ... from exc`` so the original stays attached.
@@ -105,3 +107,41 @@ class EmbedderError(BackendError):
 
 class RerankerError(BackendError):
     """The reranker could not be loaded or failed to score."""
+
+
+class ProviderError(BackendError):
+    """A remote API call (Cohere, OpenAI or an OpenAI-compatible server) failed.
+
+    ``kind`` is one of :data:`PROVIDER_ERROR_KINDS`: ``timeout``, ``connection``,
+    ``rate_limited`` (HTTP 429), ``server`` (5xx, 408, 409), ``client`` (other 4xx),
+    ``auth`` (401/403) or ``malformed`` (a response that is not what the API promises:
+    not JSON, no results, wrong embedding dimension...). ``retry_after_s`` is the server's
+    ``Retry-After``, when it sent one. The message names the provider, endpoint and model,
+    never the API key.
+    """
+
+    def __init__(self, message: str, *, provider: str, kind: str, status: int | None = None,
+                 retry_after_s: float | None = None, retriable: bool | None = None) -> None:
+        if kind not in PROVIDER_ERROR_KINDS:
+            raise ValueError(f"unknown provider error kind {kind!r}")
+        super().__init__(message, retriable=kind in _TRANSIENT if retriable is None else retriable)
+        self.provider = provider
+        self.kind = kind
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class CircuitOpenError(ProviderError):
+    """The provider failed repeatedly and its circuit breaker is open: the call was refused
+    without contacting it. It is retried only after ``resilience.breaker.reset_after_s``."""
+
+    def __init__(self, provider: str, reopens_in_s: float) -> None:
+        super().__init__(f"{provider}: circuit breaker open after repeated failures; next "
+                         f"attempt allowed in {max(reopens_in_s, 0.0):.1f} s",
+                         provider=provider, kind="circuit_open", retriable=True)
+        self.reopens_in_s = reopens_in_s
+
+
+PROVIDER_ERROR_KINDS = frozenset({"timeout", "connection", "rate_limited", "server", "client",
+                                  "auth", "malformed", "circuit_open"})
+_TRANSIENT = frozenset({"timeout", "connection", "rate_limited", "server"})

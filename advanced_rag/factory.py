@@ -1,8 +1,16 @@
-"""Configuration → concrete backends. The only module that picks implementations."""
+"""Configuration → concrete backends. The only module that picks implementations.
+
+Hosted components (Cohere, OpenAI-compatible) share one
+:class:`~advanced_rag.remote.resilience.Resilience` — one retry policy, one circuit breaker
+per provider endpoint — which the pipeline builds once and passes to every builder here.
+A ``fallback:`` list in a section becomes a chain (see :mod:`advanced_rag.remote.fallback`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from .config import (
     EmbedderSettings,
@@ -13,11 +21,34 @@ from .config import (
 )
 from .generate.base import Generator
 from .protocols import Embedder, Reranker, VectorStore
+from .remote.resilience import Resilience
 from .scoring.base import Judge
 
+S = TypeVar("S", RerankerSettings, GeneratorSettings, JudgeSettings)
+C = TypeVar("C")
 
-async def build_embedder(settings: EmbedderSettings) -> Embedder:
-    """Load the configured embedder (model loading runs in a worker thread)."""
+_KEY_ENV = {"openai": "OPENAI_API_KEY", "cohere": "CO_API_KEY"}
+
+
+async def build_embedder(settings: EmbedderSettings, *,
+                         resilience: Resilience | None = None) -> Embedder:
+    """Load the configured embedder (a local model loads in a worker thread)."""
+    if settings.kind == "openai":
+        from .embed.remote import OpenAIEmbedder
+
+        return OpenAIEmbedder(settings.model, dimension=settings.dimension,
+                              base_url=settings.base_url,
+                              api_key_env=settings.api_key_env or _KEY_ENV["openai"],
+                              timeout_s=settings.timeout_s, batch_size=settings.batch_size,
+                              resilience=resilience)
+    if settings.kind == "cohere":
+        from .embed.remote import CohereEmbedder
+
+        return CohereEmbedder(settings.model, dimension=settings.dimension,
+                              base_url=settings.base_url,
+                              api_key_env=settings.api_key_env or _KEY_ENV["cohere"],
+                              timeout_s=settings.timeout_s, batch_size=settings.batch_size,
+                              resilience=resilience)
     from .embed.sentence_transformers import SentenceTransformerEmbedder
 
     return await asyncio.to_thread(
@@ -26,16 +57,39 @@ async def build_embedder(settings: EmbedderSettings) -> Embedder:
         query_prefix=settings.query_prefix, document_prefix=settings.document_prefix)
 
 
-async def build_reranker(settings: RerankerSettings, *, device: str = "cpu") -> Reranker:
-    """``none`` → :class:`NoReranker`; ``cross-encoder`` → :class:`CrossEncoderReranker`."""
-    from .rerank import CrossEncoderReranker, NoReranker
+async def _chain(settings: S, build: Callable[[S], Awaitable[C]],
+                 wrap: Callable[[Sequence[C]], C]) -> C:
+    """The component for ``settings``, wrapped in a fallback chain when it lists fallbacks."""
+    members = [await build(settings)]
+    for fallback in settings.fallback:
+        members.append(await build(fallback))
+    return members[0] if len(members) == 1 else wrap(members)
 
-    if settings.kind == "none":
-        return NoReranker()
-    assert settings.model is not None  # enforced by RerankerSettings
-    return await asyncio.to_thread(
-        CrossEncoderReranker, settings.model, max_length=settings.max_length,
-        batch_size=settings.batch_size, device=device, backend=settings.backend)
+
+async def build_reranker(settings: RerankerSettings, *, device: str = "cpu",
+                         resilience: Resilience | None = None) -> Reranker:
+    """``none`` → :class:`NoReranker`; ``cross-encoder`` → :class:`CrossEncoderReranker`;
+    ``cohere`` → :class:`CohereReranker`; then the ``fallback`` chain, if any."""
+    from .remote.fallback import FallbackReranker
+
+    async def one(s: RerankerSettings) -> Reranker:
+        from .rerank import CrossEncoderReranker, NoReranker
+
+        if s.kind == "none":
+            return NoReranker()
+        assert s.model is not None  # enforced by RerankerSettings
+        if s.kind == "cohere":
+            from .rerank.cohere import CohereReranker
+
+            return CohereReranker(s.model, base_url=s.base_url,
+                                  api_key_env=s.api_key_env or _KEY_ENV["cohere"],
+                                  timeout_s=s.timeout_s, max_tokens_per_doc=s.max_tokens_per_doc,
+                                  resilience=resilience)
+        return await asyncio.to_thread(
+            CrossEncoderReranker, s.model, max_length=s.max_length, batch_size=s.batch_size,
+            device=device, backend=s.backend)
+
+    return await _chain(settings, one, FallbackReranker)
 
 
 def build_store(config: PipelineConfig, *, dimension: int) -> VectorStore:
@@ -44,29 +98,47 @@ def build_store(config: PipelineConfig, *, dimension: int) -> VectorStore:
     return MilvusStore(config.milvus, dimension=dimension)
 
 
-def build_generator(settings: GeneratorSettings, *, embedder: Embedder) -> Generator:
-    """``extractive`` (offline, uses the embedder) or ``openai`` (OpenAI-compatible server)."""
-    from .generate import ExtractiveGenerator, OpenAIChatGenerator
+async def build_generator(settings: GeneratorSettings, *, embedder: Embedder,
+                          resilience: Resilience | None = None) -> Generator:
+    """``extractive`` (offline, uses the embedder) or ``openai`` (OpenAI-compatible server),
+    then the ``fallback`` chain, if any."""
+    from .remote.fallback import FallbackGenerator
 
-    if settings.kind == "extractive":
-        return ExtractiveGenerator(embedder, max_sentences=settings.max_sentences,
-                                   min_similarity=settings.min_similarity)
-    assert settings.model is not None  # enforced by GeneratorSettings
-    return OpenAIChatGenerator(settings.model, base_url=settings.base_url,
-                               api_key_env=settings.api_key_env,
-                               temperature=settings.temperature, max_tokens=settings.max_tokens,
-                               timeout_s=settings.timeout_s)
+    async def one(s: GeneratorSettings) -> Generator:
+        from .generate import ExtractiveGenerator, OpenAIChatGenerator
+
+        if s.kind == "extractive":
+            return ExtractiveGenerator(embedder, max_sentences=s.max_sentences,
+                                       min_similarity=s.min_similarity)
+        assert s.model is not None  # enforced by GeneratorSettings
+        return OpenAIChatGenerator(s.model, base_url=s.base_url, api_key_env=s.api_key_env,
+                                   temperature=s.temperature, max_tokens=s.max_tokens,
+                                   timeout_s=s.timeout_s, resilience=resilience)
+
+    return await _chain(settings, one, FallbackGenerator)
 
 
-async def build_judge(settings: JudgeSettings, *, embedder: Embedder,
-                      device: str = "cpu") -> Judge:
-    """``feature`` (offline default; ``model`` may point at another fitted JSON) or ``nli``."""
-    if settings.kind == "feature":
-        from .scoring.feature_judge import FeatureJudge
+async def build_judge(settings: JudgeSettings, *, embedder: Embedder, device: str = "cpu",
+                      resilience: Resilience | None = None) -> Judge:
+    """``feature`` (offline default; ``model`` may point at another fitted JSON), ``nli`` or
+    ``openai``, then the ``fallback`` chain, if any."""
+    from .remote.fallback import FallbackJudge
 
-        return FeatureJudge(embedder, model_path=settings.model)
-    from .scoring.nli_judge import NLIJudge
+    async def one(s: JudgeSettings) -> Judge:
+        if s.kind == "feature":
+            from .scoring.feature_judge import FeatureJudge
 
-    assert settings.model is not None  # enforced by JudgeSettings
-    return await asyncio.to_thread(NLIJudge, settings.model, labels=settings.labels,
-                                   max_length=settings.max_length, device=device)
+            return FeatureJudge(embedder, model_path=s.model)
+        assert s.model is not None  # enforced by JudgeSettings
+        if s.kind == "openai":
+            from .scoring.openai_judge import OpenAIJudge
+
+            return OpenAIJudge(s.model, base_url=s.base_url, api_key_env=s.api_key_env,
+                               timeout_s=s.timeout_s, max_tokens=s.max_tokens,
+                               structured_output=s.structured_output, resilience=resilience)
+        from .scoring.nli_judge import NLIJudge
+
+        return await asyncio.to_thread(NLIJudge, s.model, labels=s.labels,
+                                       max_length=s.max_length, device=device)
+
+    return await _chain(settings, one, FallbackJudge)

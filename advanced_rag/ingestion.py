@@ -4,6 +4,13 @@ A document's version is an integer that grows by one each time its content hash 
 New chunks are written before the old version's chunks are deleted, so a reader never
 sees a document with no chunks. One bad document is reported and never stops the rest.
 
+Store and embedder calls are retried on transient errors (:class:`Resilience`). A document's
+chunks are all in or all out: every row carries its version's chunk count, so a version cut
+short by a failed write, a failed clean-up or a crash is recognised as partial; a failed write
+is undone at once, and whatever could not be undone is removed by the next ingest of the
+document (its new version is numbered above every stored one, partial or not, and the versions
+below it are deleted once it is written).
+
 Every document ends with a :class:`DocumentOutcome`; an ``on_batch`` callback receives each
 batch's outcomes as soon as that batch is written (the pipeline records them in the audit
 trail there, so a crash mid-ingest leaves at most one batch indexed but unrecorded).
@@ -16,12 +23,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from .chunking import chunk_text
 from .config import ChunkingSettings, IngestSettings
 from .errors import AdvancedRagError, DocumentError
-from .protocols import Embedder, StoredChunk, VectorStore
+from .protocols import Embedder, StoredChunk, StoredVersion, VectorStore
+from .remote.resilience import Resilience
 from .store.milvus import MAX_TEXT_CHARS
 from .types import (
     Chunk,
@@ -37,6 +46,7 @@ ProgressCallback = Callable[[int], None]
 BatchCallback = Callable[[Sequence[DocumentOutcome]], Awaitable[None]]
 WrittenCallback = Callable[[Sequence[StoredChunk]], None]
 _MAX_ID_CHARS = 512
+T = TypeVar("T")
 
 
 def validate_document(doc: Any, *, max_chars: int) -> Document:
@@ -93,6 +103,66 @@ def indexed_text(header: str, chunk: Chunk) -> str:
     return header + chunk.text
 
 
+@dataclass(frozen=True, slots=True)
+class VersionPlan:
+    """What an ingest does with one document, given what the store holds of it.
+
+    ``unchanged``: the latest complete version has the same content; ``version`` is that
+    version. Otherwise ``version`` is the one to write, above every stored version (complete or
+    partial) so that its rows never mix with those of an interrupted attempt, and ``is_update``
+    says whether a complete version existed (UPDATED, else NEW). Either way ``clean_below`` and
+    ``clean_versions`` name the versions to delete: for a new version once it is written, for
+    an unchanged document at once (older versions, partial writes above it).
+    """
+
+    version: int
+    unchanged: bool = False
+    is_update: bool = False
+    clean_below: int | None = None
+    clean_versions: tuple[int, ...] = ()
+
+    @property
+    def cleans(self) -> bool:
+        """Whether any version of the document is to be deleted."""
+        return self.clean_below is not None or bool(self.clean_versions)
+
+
+_Chunked = tuple[Document, VersionPlan, list[Chunk], list[str]]  # a document ready to embed
+
+
+def plan_version(previous: StoredVersion | None, content_hash: str) -> VersionPlan:
+    """The :class:`VersionPlan` of a document whose content hash is ``content_hash``."""
+    if previous is None:
+        return VersionPlan(1)
+    if previous.complete and previous.content_hash == content_hash:
+        current = previous.version
+        older = previous.stale or any(v < current for v in previous.partial)
+        return VersionPlan(current, unchanged=True, clean_below=current if older else None,
+                           clean_versions=tuple(v for v in previous.partial if v > current))
+    version = previous.highest + 1
+    return VersionPlan(version, is_update=previous.complete, clean_below=version)
+
+
+class _Deletes:
+    """The deletes of one phase of a batch, each retried on transient errors. Once one fails
+    for good the rest are skipped (the store is most likely down, and each would wait out its
+    own retries); ``error`` is then the first failure, reported with every affected document."""
+
+    def __init__(self, resilience: Resilience) -> None:
+        self._resilience = resilience
+        self.error: str | None = None
+
+    async def run(self, what: str, action: Callable[[], Awaitable[int]]) -> int | None:
+        """Chunks deleted, or ``None`` when the delete failed or was skipped."""
+        if self.error is not None:
+            return None
+        try:
+            return await self._resilience.retry_transient(what, action)
+        except AdvancedRagError as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            return None
+
+
 @dataclass
 class _Tally:
     new: list[str] = field(default_factory=list)
@@ -113,25 +183,35 @@ class _Tally:
             source=doc.source if doc else None))
 
     def done(self, doc: Document, status: DocumentStatus, version: int,
-             chunk_ids: tuple[str, ...] = ()) -> None:
+             chunk_ids: tuple[str, ...] = (), *, reason: str | None = None) -> None:
+        """Record an ingested (or unchanged) document; ``reason`` notes leftover chunks of
+        other versions that could not be removed yet (the next ingest removes them)."""
         getattr(self, status.value).append(doc.id)  # the lists are named by status
         self.outcomes.append(DocumentOutcome(
             doc.id, status, version=version, content_hash=doc.content_hash, chunk_ids=chunk_ids,
-            classification=str(doc.classification), source=doc.source))
+            classification=str(doc.classification), source=doc.source, reason=reason))
 
     def timed(self, stage: str, began: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - began
 
 
 class Ingestor:
-    """Runs one ingest over a store and an embedder with the configured limits."""
+    """Runs one ingest over a store and an embedder with the configured limits.
+
+    ``resilience`` retries the embedding, lookups, writes and deletes of each batch on
+    transient errors (default: a :class:`Resilience` with default settings).
+    """
 
     def __init__(self, store: VectorStore, embedder: Embedder, chunking: ChunkingSettings,
-                 limits: IngestSettings) -> None:
+                 limits: IngestSettings, *, resilience: Resilience | None = None) -> None:
         self._store = store
         self._embedder = embedder
         self._chunking = chunking
         self._limits = limits
+        self._resilience = resilience or Resilience()
+
+    async def _retry(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
+        return await self._resilience.retry_transient(what, action)
 
     async def ingest(self, documents: Iterable[Document], *, tenant: str,
                      progress: ProgressCallback | None = None,
@@ -191,54 +271,112 @@ class Ingestor:
 
     async def _ingest_batch(self, batch: Sequence[Document], tenant: str, created_at: int,
                             tally: _Tally, on_written: WrittenCallback | None = None) -> None:
+        """Ingest one batch. Lookup and embedding failures (after retries) propagate and fail
+        the whole batch; a failed write fails it after removing what it wrote; a failed clean-up
+        of other versions leaves the document ingested (or unchanged) with a ``reason`` noting
+        the leftovers, which the next ingest of the document removes."""
         began = time.perf_counter()
-        stored = await self._store.stored_versions(tenant, [d.id for d in batch])
+        ids = [d.id for d in batch]
+        stored = await self._retry(f"looking up {len(ids)} documents",
+                                   partial(self._store.stored_versions, tenant, ids))
         tally.timed("lookup", began)
-        todo: list[tuple[Document, int, bool]] = []
+        todo: list[tuple[Document, VersionPlan]] = []
+        leftovers = _Deletes(self._resilience)
         for doc in batch:
-            previous = stored.get(doc.id)
-            if previous is not None and previous.content_hash == doc.content_hash:
-                tally.done(doc, DocumentStatus.UNCHANGED, previous.version)
-                if previous.stale:  # an earlier run wrote the new version but died before cleanup
-                    tally.chunks_deleted += await self._store.delete_versions(
-                        tenant, doc.id, below=previous.version)
-            else:
-                todo.append((doc, 1 if previous is None else previous.version + 1,
-                             previous is not None))
+            plan = plan_version(stored.get(doc.id), doc.content_hash)
+            if not plan.unchanged:
+                todo.append((doc, plan))
+                continue
+            if plan.cleans:  # an earlier run died or failed before its clean-up
+                began = time.perf_counter()
+                deleted = await leftovers.run(
+                    f"removing leftover chunks of {doc.id!r}",
+                    partial(self._store.delete_versions, tenant, doc.id, below=plan.clean_below,
+                            versions=plan.clean_versions))
+                tally.timed("delete", began)
+                if deleted is None:  # the complete version is intact: unchanged, with a note
+                    tally.done(doc, DocumentStatus.UNCHANGED, plan.version, reason=(
+                        f"leftover chunks of older or partly written versions could not be "
+                        f"removed ({leftovers.error}); the next ingest of this document removes "
+                        "them"))
+                    continue
+                tally.chunks_deleted += deleted
+            tally.done(doc, DocumentStatus.UNCHANGED, plan.version)
         if not todo:
             return
         began = time.perf_counter()
         chunked = await asyncio.to_thread(self._chunk_all, todo, tally)
         tally.timed("chunk", began)
-        texts = [t for _, _, doc_texts in chunked for t in doc_texts]
+        if not chunked:
+            return
+        texts = [t for _, _, _, doc_texts in chunked for t in doc_texts]
         began = time.perf_counter()
-        vectors = await self._embedder.embed_documents(texts)
+        vectors = await self._retry(f"embedding {len(texts)} chunks",
+                                    partial(self._embedder.embed_documents, texts))
         tally.timed("embed", began)
+        # Every chunk of a document is in this one batch and this one write, so chunk_count is
+        # the number of rows its version has once the write succeeds.
         rows: list[StoredChunk] = []
         i = 0
-        for doc, chunks, chunk_texts in chunked:
+        for doc, _, chunks, chunk_texts in chunked:
             for chunk, text in zip(chunks, chunk_texts, strict=True):
                 rows.append(StoredChunk(chunk=chunk, text=text, tenant=tenant, vector=vectors[i],
                                         metadata=doc.metadata, source=doc.source,
                                         classification=str(doc.classification),
-                                        content_hash=doc.content_hash, created_at=created_at))
+                                        content_hash=doc.content_hash, created_at=created_at,
+                                        chunk_count=len(chunks)))
                 i += 1
         began = time.perf_counter()
-        tally.chunks_written += await self._store.write(rows)
+        try:
+            written_rows = await self._retry(f"writing {len(rows)} chunks",
+                                             partial(self._store.write, rows))
+        except AdvancedRagError as exc:
+            tally.timed("write", began)
+            await self._undo_write(chunked, tenant, tally, f"{type(exc).__name__}: {exc}")
+            return
+        tally.chunks_written += written_rows
         tally.timed("write", began)
         if on_written:
             on_written(rows)
-        written = {doc.id: tuple(c.chunk_id for c in chunks) for doc, chunks, _ in chunked}
         began = time.perf_counter()
-        for doc, version, is_update in todo:
-            if is_update and doc.id in written:
-                tally.chunks_deleted += await self._store.delete_versions(tenant, doc.id,
-                                                                          below=version)
+        older = _Deletes(self._resilience)
+        for doc, plan, chunks, _ in chunked:
+            chunk_ids = tuple(c.chunk_id for c in chunks)
+            if plan.cleans:
+                deleted = await older.run(
+                    f"removing the versions of {doc.id!r} below {plan.version}",
+                    partial(self._store.delete_versions, tenant, doc.id, below=plan.clean_below,
+                            versions=plan.clean_versions))
+                if deleted is None:  # the new version is complete and searchable: ingested
+                    tally.done(doc, DocumentStatus.UPDATED if plan.is_update else DocumentStatus.NEW,
+                               plan.version, chunk_ids, reason=(
+                                   f"the chunks of earlier versions could not be removed yet "
+                                   f"({older.error}); the next ingest of this document removes "
+                                   "them"))
+                    continue
+                tally.chunks_deleted += deleted
+            tally.done(doc, DocumentStatus.UPDATED if plan.is_update else DocumentStatus.NEW,
+                       plan.version, chunk_ids)
         tally.timed("delete", began)
-        for doc, version, is_update in todo:
-            if doc.id in written:
-                tally.done(doc, DocumentStatus.UPDATED if is_update else DocumentStatus.NEW,
-                           version, written[doc.id])
+
+    async def _undo_write(self, chunked: Sequence[_Chunked], tenant: str, tally: _Tally,
+                          error: str) -> None:
+        """After a write failed for good: delete the rows of the versions it tried to write
+        (some may be stored), so no reader sees part of a document, and fail its documents.
+        What cannot be deleted stays a partial version, which the next ingest removes."""
+        began = time.perf_counter()
+        undo = _Deletes(self._resilience)
+        for doc, plan, _, _ in chunked:
+            removed = await undo.run(f"removing the partly written version {plan.version} of {doc.id!r}",
+                                     partial(self._store.delete_versions, tenant, doc.id,
+                                             versions=(plan.version,)))
+            if removed is None:
+                tally.fail(doc.id, f"{error}; chunks of the partly written version {plan.version} "
+                                   f"could not be removed ({undo.error}); the next ingest of this "
+                                   "document removes them", doc)
+            else:
+                tally.fail(doc.id, error, doc)
+        tally.timed("delete", began)
 
     def prepare(self, doc: Document, version: int = 1) -> tuple[list[Chunk], list[str]]:
         """The chunks of ``doc`` and the texts that will be embedded and indexed for them."""
@@ -253,16 +391,16 @@ class Ingestor:
                             min_tokens=min(settings.min_tokens, budget))
         return chunks, [indexed_text(header, c) for c in chunks]
 
-    def _chunk_all(self, todo: Sequence[tuple[Document, int, bool]], tally: _Tally
-                   ) -> list[tuple[Document, list[Chunk], list[str]]]:
+    def _chunk_all(self, todo: Sequence[tuple[Document, VersionPlan]], tally: _Tally
+                   ) -> list[_Chunked]:
         """Chunks and their indexed texts per document; oversize chunks fail their document."""
-        out: list[tuple[Document, list[Chunk], list[str]]] = []
-        for doc, version, _ in todo:
-            chunks, texts = self.prepare(doc, version)
+        out: list[_Chunked] = []
+        for doc, plan in todo:
+            chunks, texts = self.prepare(doc, plan.version)
             longest = max(len(t.encode("utf-8")) for t in texts)
             if longest > MAX_TEXT_CHARS:
                 tally.fail(doc.id, f"a chunk has {longest:,} bytes, over Milvus's "
                                    f"{MAX_TEXT_CHARS:,}; lower chunking.max_tokens", doc)
                 continue
-            out.append((doc, chunks, texts))
+            out.append((doc, plan, chunks, texts))
         return out

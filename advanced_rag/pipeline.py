@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,6 +43,8 @@ from .generate.base import Generator
 from .ingestion import Ingestor, ProgressCallback
 from .protocols import Embedder, Reranker, SearchRequest, VectorStore
 from .recording import CallContext
+from .remote.calls import CallLog, collecting
+from .remote.resilience import Resilience
 from .rerank import NoReranker
 from .scoring.base import Judge
 from .scoring.quality import AnswerScorer, QualityScores, unscored
@@ -65,6 +68,7 @@ if TYPE_CHECKING:
 
     from .drift.detector import DriftReport
     from .drift.store import Reference
+    from .health import HealthReport
 
 MAX_QUERY_CHARS = 8_192
 log = logging.getLogger(__name__)
@@ -99,6 +103,7 @@ class AdvancedRAGPipeline:
         self._owns_backends = True
         self._built: list[object] = []
         self._latency = LatencyRecorder(self.config.pipeline.target_latency_ms)
+        self._resilience = Resilience(self.config.resilience)
 
     @classmethod
     def from_config(cls, config: PipelineConfig | None = None) -> AdvancedRAGPipeline:
@@ -124,6 +129,7 @@ class AdvancedRAGPipeline:
                                       reranker=self._reranker, generator=self._generator,
                                       judge=self._judge, audit=self._audit)
         sibling._session = self._session
+        sibling._resilience = self._resilience
         sibling._risk_models = self._risk_models
         sibling._drift = self._drift
         sibling._lineage = self._lineage
@@ -149,19 +155,23 @@ class AdvancedRAGPipeline:
             if self.config.audit.on_failure == "fail_closed":
                 raise
             log.error("audit store unavailable, continuing without it (fail_open): %s", exc)
+        resilience = self._resilience
         if self._embedder is None:
-            self._embedder = await factory.build_embedder(self.config.embedder)
+            self._embedder = await factory.build_embedder(self.config.embedder,
+                                                          resilience=resilience)
             self._built.append(self._embedder)
         if self._reranker is None:
-            self._reranker = await factory.build_reranker(self.config.reranker,
-                                                          device=self.config.embedder.device)
+            self._reranker = await factory.build_reranker(
+                self.config.reranker, device=self.config.embedder.device, resilience=resilience)
             self._built.append(self._reranker)
         if self._generator is None:
-            self._generator = factory.build_generator(self.config.generator, embedder=self._embedder)
+            self._generator = await factory.build_generator(
+                self.config.generator, embedder=self._embedder, resilience=resilience)
             self._built.append(self._generator)
         if self._judge is None:
-            self._judge = await factory.build_judge(self.config.judge, embedder=self._embedder,
-                                                    device=self.config.embedder.device)
+            self._judge = await factory.build_judge(
+                self.config.judge, embedder=self._embedder, device=self.config.embedder.device,
+                resilience=resilience)
             self._built.append(self._judge)
         if self._risk_models is None and self.config.retrieval_risk.enabled:
             self._risk_models = self._load_risk_models()
@@ -196,10 +206,14 @@ class AdvancedRAGPipeline:
         events = [recording.config_event(self.config, ctx, event_id=session)]
         ctx = replace(ctx, session=session)
         events.append(recording.model_event("embedder", self._embedder.identity, ctx))
-        for role, component in (("reranker", self._reranker), ("judge", self._judge)):
-            identity = getattr(component, "identity", None)
-            if isinstance(identity, ModelIdentity):
-                events.append(recording.model_event(role, identity, ctx))
+        for role, component in (("reranker", self._reranker), ("generator", self._generator),
+                                ("judge", self._judge)):
+            members = getattr(component, "members", None) or (component,)
+            for position, member in enumerate(members):
+                identity = getattr(member, "identity", None)
+                if isinstance(identity, ModelIdentity):
+                    name = role if position == 0 else f"{role}.fallback[{position - 1}]"
+                    events.append(recording.model_event(name, identity, ctx))
         if self._risk_models is not None:
             events.append(recording.model_event("retrieval_risk", self._risk_models.identity, ctx))
         await self._audit.record(events)
@@ -324,8 +338,16 @@ class AdvancedRAGPipeline:
         ctx = await self._authorize(self._context(actor, request_id), tenant, "ingest")
         trail = self._trail()
 
+        remote = CallLog()
+        reported = [0, 0]  # calls, fallbacks of ``remote`` already recorded
+
         async def record(outcomes: Sequence[DocumentOutcome]) -> None:
             events = recording.document_events(outcomes, ctx, trail)
+            batch_calls = remote.since(*reported)
+            if batch_calls:  # the embedding requests of this batch, with every attempt
+                events.append(recording.provider_calls_event(
+                    batch_calls, ctx, operation="ingest", doc_ids=[o.doc_id for o in outcomes]))
+                reported[:] = [len(remote.calls), len(remote.fallbacks)]
             try:
                 await trail.record(events)
             except AuditWriteError as exc:
@@ -335,17 +357,19 @@ class AdvancedRAGPipeline:
             if self._lineage is not None:
                 assert ctx.tenant is not None
                 await self._lineage.record_ingest(outcomes, tenant=ctx.tenant, actor=ctx.actor,
-                                                  event_ids=[e.event_id for e in events])
+                                                  event_ids=[e.event_id for e in events[:len(outcomes)]])
 
-        ingestor = Ingestor(store, embedder, self.config.chunking, self.config.ingest)
+        ingestor = Ingestor(store, embedder, self.config.chunking, self.config.ingest,
+                            resilience=self._resilience)
         assert ctx.tenant is not None
         began = time.perf_counter()
         drift = self._drift
         sample = drift.sampler() if drift is not None else None
         try:
-            report = await ingestor.ingest(
-                documents, tenant=ctx.tenant, progress=progress, on_batch=record,
-                on_written=None if sample is None else partial(DriftRecorder.offer, sample))
+            with collecting(remote):
+                report = await ingestor.ingest(
+                    documents, tenant=ctx.tenant, progress=progress, on_batch=record,
+                    on_written=None if sample is None else partial(DriftRecorder.offer, sample))
             if drift is not None and sample is not None:
                 await drift.save_sample(sample, ctx.tenant)
             return report
@@ -445,16 +469,18 @@ class AdvancedRAGPipeline:
         settings = self.config.pipeline
         event_id = new_event_id()
         timer = StageTimer()
-        try:
-            request, candidates, hits = await self._search(query, ctx, top_k, filters,
-                                                           search_type, timer)
-        except Exception as exc:
-            details: dict[str, Any] = {"search_type": str(search_type or settings.search_type),
-                                       "top_k": top_k or settings.top_k}
-            if isinstance(query, str) and query.strip():
-                details.update(self._trail().query_fields(query[:MAX_QUERY_CHARS]))
-            await self._record_failure(AuditEventType.RETRIEVAL, ctx, exc, began, details)
-            raise
+        with collecting() as remote:
+            try:
+                request, candidates, hits = await self._search(query, ctx, top_k, filters,
+                                                               search_type, timer)
+            except Exception as exc:
+                details: dict[str, Any] = {
+                    "search_type": str(search_type or settings.search_type),
+                    "top_k": top_k or settings.top_k, **remote.payload()}
+                if isinstance(query, str) and query.strip():
+                    details.update(self._trail().query_fields(query[:MAX_QUERY_CHARS]))
+                await self._record_failure(AuditEventType.RETRIEVAL, ctx, exc, began, details)
+                raise
         _, _, reranker = self._parts()
         reranked = None if isinstance(reranker, NoReranker) else reranker.name
         with timer.stage("risk"):
@@ -465,7 +491,7 @@ class AdvancedRAGPipeline:
                 trail, ctx, query=query, request=request, filters=filters,
                 candidates=candidates, hits=hits, reranker=reranked,
                 rerank_top_k=min(settings.rerank_top_k, request.limit),
-                stage_ms=dict(timer.stage_ms), event_id=event_id, risk=risk))
+                stage_ms=dict(timer.stage_ms), event_id=event_id, risk=risk, remote=remote))
         if self._drift is not None:
             assert ctx.tenant is not None
             self._drift.log_retrieval(event_id, ctx.tenant, request, hits, risk.risk)
@@ -544,18 +570,21 @@ class AdvancedRAGPipeline:
         began = time.perf_counter()
         timer = StageTimer()
         contexts = [h.text for h in result.hits]
-        try:
-            with timer.stage("generate"):
-                generation = await generator.generate(query, result.hits)
-            with timer.stage("score"):
-                quality = (unscored("the generator refused: no supporting passage",
-                                    judge=scorer.judge.name, version=scorer.judge.version)
-                           if generation.refused else
-                           await scorer.score(query, generation.text, contexts))
-        except Exception as exc:
-            await self._record_failure(AuditEventType.GENERATION, ctx, exc, began,
-                                       {"generator": generator.name})
-            raise
+        with collecting() as remote:
+            try:
+                with timer.stage("generate"):
+                    generation = await generator.generate(query, result.hits)
+                generated = remote.since(0, 0)
+                with timer.stage("score"):
+                    quality = (unscored("the generator refused: no supporting passage",
+                                        judge=scorer.judge.name, version=scorer.judge.version)
+                               if generation.refused else
+                               await scorer.score(query, generation.text, contexts))
+            except Exception as exc:
+                await self._record_failure(AuditEventType.GENERATION, ctx, exc, began,
+                                           {"generator": generator.name, **remote.payload()})
+                raise
+        scored = remote.since(len(generated.calls), len(generated.fallbacks))
         settings = self.config.pipeline
         decision = decide(quality, refused=generation.refused,
                           max_risk=settings.max_hallucination_risk,
@@ -565,7 +594,7 @@ class AdvancedRAGPipeline:
         with timer.stage("audit"):
             await trail.record(recording.answer_events(
                 trail, ctx, generation=generation, quality=quality, decision=str(decision),
-                parent=retrieval_id, latency_ms=stages))
+                parent=retrieval_id, latency_ms=stages, remote=(generated, scored)))
         if self._drift is not None:
             self._drift.log_answer(retrieval_id, quality.faithfulness_score,
                                    quality.hallucination_risk)
@@ -589,11 +618,17 @@ class AdvancedRAGPipeline:
         ctx = await self._authorize(self._context(actor, request_id), tenant, "score")
         _, scorer = self._answer_parts()
         began = time.perf_counter()
-        quality = await scorer.score(question, answer, list(contexts))
+        with collecting() as remote:
+            try:
+                quality = await scorer.score(question, answer, list(contexts))
+            except Exception as exc:
+                await self._record_failure(AuditEventType.SCORING, ctx, exc, began,
+                                           {"judge": scorer.judge.name, **remote.payload()})
+                raise
         trail = self._trail()
         await trail.record([recording.scoring_event(
             trail, ctx, question=question, answer=answer, contexts=len(contexts), quality=quality,
-            latency_ms=(time.perf_counter() - began) * 1000)])
+            latency_ms=(time.perf_counter() - began) * 1000, remote=remote)])
         return quality
 
     def _answer_parts(self) -> tuple[Generator, AnswerScorer]:
@@ -675,6 +710,40 @@ class AdvancedRAGPipeline:
         await self._trail().record([recording.drift_event(report, ctx, reference=ref.name,
                                                           period=None)])
         return report
+
+    # -- health ---------------------------------------------------------------------------
+
+    async def health(self, *, timeout_s: float = 10.0) -> HealthReport:
+        """Check every configured dependency (see :mod:`.health`): the audit store writable,
+        Milvus reachable with the collection loaded, the embedder encoding, the reranker,
+        generator and judge (hosted ones with a cheap call), all concurrently, each under
+        ``timeout_s``. Never raises for a down dependency: ``report.ok`` is false instead."""
+        from .health import HealthReport, role_checks, run_check
+
+        embedder, store, reranker = self._parts()
+        checks = []
+        if self._audit is not None and self._audit.enabled:
+            trail = self._audit
+            checks.append(run_check("audit_store", trail.store.check_writable,
+                                    timeout_s=timeout_s))
+        probe = getattr(store, "probe", None)
+        if callable(probe):
+            checks.append(run_check("milvus", probe, timeout_s=timeout_s))
+
+        async def embed() -> str:
+            vector = await embedder.embed_query("health check")
+            return f"{embedder.identity.name}: {len(vector)}-d"
+
+        checks.append(run_check("embedder", embed, timeout_s=timeout_s))
+        results = list(await asyncio.gather(*checks))
+        roles = await asyncio.gather(*(role_checks(role, component, timeout_s=timeout_s)
+                                       for role, component in (("reranker", reranker),
+                                                               ("generator", self._generator),
+                                                               ("judge", self._judge))
+                                       if component is not None))
+        for group in roles:
+            results.extend(group)
+        return HealthReport(tuple(results), tuple(self._resilience.breakers()))
 
     # -- telemetry ------------------------------------------------------------------------
 

@@ -51,7 +51,9 @@ class StoredChunk:
     """A chunk with everything the vector store persists for it.
 
     ``text`` is what is embedded and indexed for BM25: the chunk's span of the document,
-    headed by the document title when ``chunking.title_prefix`` is on.
+    headed by the document title when ``chunking.title_prefix`` is on. ``chunk_count`` is the
+    number of chunks of this document version: a reader counts a version's rows against it to
+    tell a complete version from a half-written one.
     """
 
     chunk: Chunk
@@ -63,16 +65,36 @@ class StoredChunk:
     classification: str
     content_hash: str
     created_at: int  # epoch seconds, UTC
+    chunk_count: int
 
 
 @dataclass(frozen=True, slots=True)
 class StoredVersion:
-    """The version of a document currently in the store."""
+    """What the store holds of one document.
+
+    ``version`` and ``content_hash`` are those of the latest *complete* version (all of its
+    ``chunk_count`` rows are stored); ``version == 0`` with ``content_hash == ""`` means no
+    version is complete (only rows of interrupted writes are left). ``stale``: chunks of
+    older complete versions are still stored. ``partial``: the versions, above or below
+    ``version``, of which only some rows are stored (a write that failed or was interrupted).
+    """
 
     doc_id: str
     version: int
     content_hash: str
-    stale: bool = False  # older versions' chunks are still stored
+    stale: bool = False
+    partial: tuple[int, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """Whether some version of the document is stored whole."""
+        return self.version > 0
+
+    @property
+    def highest(self) -> int:
+        """The highest version with any stored row: a new version must be above it, so that
+        its rows never mix with those of an interrupted write."""
+        return max((self.version, *self.partial))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +121,19 @@ class VectorStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def stored_versions(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, StoredVersion]: ...
+    async def stored_versions(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, StoredVersion]:
+        """What is stored of each of ``doc_ids`` that has any row (see :class:`StoredVersion`)."""
+        ...
 
-    async def write(self, rows: Sequence[StoredChunk]) -> int: ...
+    async def write(self, rows: Sequence[StoredChunk]) -> int:
+        """Upsert ``rows`` (idempotent: a chunk id is written once); return how many."""
+        ...
 
-    async def delete_versions(self, tenant: str, doc_id: str, *, below: int) -> int: ...
+    async def delete_versions(self, tenant: str, doc_id: str, *, below: int | None = None,
+                              versions: Sequence[int] = ()) -> int:
+        """Delete the chunks of ``doc_id`` whose version is below ``below`` or in ``versions``
+        (nothing when neither is given); return how many were deleted."""
+        ...
 
     async def delete_documents(self, tenant: str, doc_ids: Sequence[str]) -> int: ...
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .drift.detector import DriftReport
     from .drift.store import Reference
     from .generate.base import Generation
+    from .remote.calls import CallLog
     from .scoring.quality import QualityScores
     from .scoring.retrieval_risk import RiskAssessment
 
@@ -53,6 +54,7 @@ __all__ = [
     "filter_payload",
     "hits_payload",
     "model_event",
+    "provider_calls_event",
     "quality_payload",
     "retrieval_events",
     "scoring_event",
@@ -107,9 +109,11 @@ def config_event(config: PipelineConfig, ctx: CallContext, *, event_id: str) -> 
 
 def model_event(role: str, identity: ModelIdentity, ctx: CallContext) -> AuditEvent:
     """``model_loaded``: which model fills ``role`` (embedder, reranker), by weights SHA-256."""
-    return _event(AuditEventType.MODEL_LOADED, ctx,
-                  {"role": role, "model": identity.name, "weights_sha256": identity.sha256,
-                   "dimension": identity.dimension})
+    payload: dict[str, Any] = {"role": role, "model": identity.name,
+                               "weights_sha256": identity.sha256, "dimension": identity.dimension}
+    if identity.endpoint is not None:  # hosted: the digest names endpoint and model, not weights
+        payload["endpoint"] = identity.endpoint
+    return _event(AuditEventType.MODEL_LOADED, ctx, payload)
 
 
 def document_events(outcomes: Sequence[DocumentOutcome], ctx: CallContext,
@@ -190,12 +194,15 @@ def retrieval_events(trail: AuditTrail, ctx: CallContext, *, query: str, request
                      filters: MetadataFilter | None, candidates: Sequence[Hit],
                      hits: Sequence[Hit], reranker: str | None, rerank_top_k: int,
                      stage_ms: Mapping[str, float], event_id: str,
-                     risk: RiskAssessment | None = None) -> list[AuditEvent]:
+                     risk: RiskAssessment | None = None,
+                     remote: CallLog | None = None) -> list[AuditEvent]:
     """``retrieval`` (what was asked and what came back), and a child ``rerank`` event when a
-    reranker ran (what it saw and what it kept)."""
+    reranker ran (what it saw and what it kept). Remote calls (query embedding, rerank API:
+    every attempt, usage) and fallbacks taken are in the ``retrieval`` event."""
     payload = {**trail.query_fields(query), **_search_fields(request, filters),
                "results": hits_payload(candidates if reranker else hits),
-               "latency_ms": {k: round(v, 3) for k, v in stage_ms.items()}, "outcome": "ok"}
+               "latency_ms": {k: round(v, 3) for k, v in stage_ms.items()}, "outcome": "ok",
+               **(remote.payload() if remote else {})}
     if risk is not None:
         payload["retrieval_risk"] = {"value": risk.risk, "model": risk.model,
                                      "reason": risk.reason}
@@ -244,9 +251,12 @@ def quality_payload(quality: QualityScores, trail: AuditTrail) -> dict[str, Any]
 
 def answer_events(trail: AuditTrail, ctx: CallContext, *, generation: Generation,
                   quality: QualityScores, decision: str, parent: str | None,
-                  latency_ms: Mapping[str, float]) -> list[AuditEvent]:
+                  latency_ms: Mapping[str, float],
+                  remote: tuple[CallLog, CallLog] | None = None) -> list[AuditEvent]:
     """``generation`` (the answer given, its citations, model, tokens) and its child
-    ``scoring`` (the judge's verdicts and the risk-policy decision)."""
+    ``scoring`` (the judge's verdicts and the risk-policy decision). ``remote``: the remote
+    calls and fallbacks of generating and of scoring, each into its own event."""
+    generated, scored = remote or (None, None)
     generation_event = _event(AuditEventType.GENERATION, ctx, {
         "generator": generation.model, "answer": trail.text(generation.text),
         "refused": generation.refused, "decision": decision,
@@ -254,20 +264,32 @@ def answer_events(trail: AuditTrail, ctx: CallContext, *, generation: Generation
                        "doc_version": c.doc_version} for c in generation.citations],
         "prompt_tokens": generation.prompt_tokens,
         "completion_tokens": generation.completion_tokens,
-        "latency_ms": {k: round(v, 3) for k, v in latency_ms.items()}, "outcome": "ok"},
+        "latency_ms": {k: round(v, 3) for k, v in latency_ms.items()}, "outcome": "ok",
+        **(generated.payload() if generated else {})},
         parent=parent)
     scoring_event = _event(AuditEventType.SCORING, ctx, {
         **quality_payload(quality, trail), "decision": decision, "outcome": "ok",
-        "latency_ms": round(latency_ms.get("score", 0.0), 3)}, parent=generation_event.event_id)
+        "latency_ms": round(latency_ms.get("score", 0.0), 3),
+        **(scored.payload() if scored else {})}, parent=generation_event.event_id)
     return [generation_event, scoring_event]
 
 
 def scoring_event(trail: AuditTrail, ctx: CallContext, *, question: str, answer: str,
-                  contexts: int, quality: QualityScores, latency_ms: float) -> AuditEvent:
+                  contexts: int, quality: QualityScores, latency_ms: float,
+                  remote: CallLog | None = None) -> AuditEvent:
     """``scoring`` of an answer the caller brought (from their own LLM)."""
     return _event(AuditEventType.SCORING, ctx, {
         **trail.query_fields(question), "answer": trail.text(answer), "contexts": contexts,
-        **quality_payload(quality, trail), "outcome": "ok", "latency_ms": round(latency_ms, 3)})
+        **quality_payload(quality, trail), "outcome": "ok", "latency_ms": round(latency_ms, 3),
+        **(remote.payload() if remote else {})})
+
+
+def provider_calls_event(remote: CallLog, ctx: CallContext, *, operation: str,
+                         doc_ids: Sequence[str]) -> AuditEvent:
+    """``provider_calls``: the remote calls of work that has no single event of its own (an
+    ingest batch's embedding requests), naming the documents they were made for."""
+    return _event(AuditEventType.PROVIDER_CALLS, ctx, {
+        "operation": operation, "doc_ids": list(doc_ids), **remote.payload()})
 
 
 def drift_reference_event(reference: Reference, ctx: CallContext) -> AuditEvent:

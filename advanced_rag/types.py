@@ -107,6 +107,7 @@ class ModelIdentity:
     name: str
     sha256: str
     dimension: int | None = None
+    endpoint: str | None = None  # a hosted model: the API it is served from
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +216,8 @@ class DocumentOutcome:
 
     ``version`` and ``content_hash`` are those now stored (``None`` for a failed document that
     never validated); ``chunk_ids`` are the chunks written by this ingest (empty when
-    unchanged or failed); ``reason`` says why a document failed.
+    unchanged or failed); ``reason`` says why a document failed, or, for an ingested or
+    unchanged one, which leftover chunks of other versions are still to be removed.
     """
 
     doc_id: str

@@ -1,5 +1,5 @@
 """``advanced-rag`` command line: init, ingest, query, answer, score, eval, tune, demo, audit,
-scheduler, drift, retention, erasure, report, db.
+scheduler, drift, retention, erasure, report, db, health.
 
 Exit codes: 0 success, 1 the work failed (a backend error, documents that failed to
 ingest, a bar not met), 2 bad usage or configuration.
@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--actor", default=default_actor(), help="who is asking, as recorded in "
                                                            "the audit log (default: %(default)s)")
 
-    from . import answer, audit, db, drift, erasure, evaluate, report, retention, scheduler
+    from . import answer, audit, db, drift, erasure, evaluate, health, report, retention, scheduler
 
     answer.add_commands(command)
     evaluate.add_commands(command)
@@ -262,5 +262,6 @@ def build_parser() -> argparse.ArgumentParser:
     erasure.add_commands(command)
     report.add_commands(command)
     db.add_commands(command)
+    health.add_commands(command)
     return parser
 

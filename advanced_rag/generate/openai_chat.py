@@ -7,20 +7,17 @@ module imports without it, and :class:`OpenAIChatGenerator` raises
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendError, ConfigError, MissingDependencyError
-from ..types import Hit
+from ..errors import ProviderError
+from ..remote.identity import remote_identity
+from ..remote.openai_sdk import OpenAIEndpoint, openai_usage
+from ..remote.resilience import Resilience
+from ..types import Hit, ModelIdentity
 from .base import REFUSAL, Citation, Generation
-
-try:
-    import openai as _openai
-except ImportError:  # pragma: no cover - exercised by the "openai missing" test via monkeypatch
-    _openai = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionMessageParam
@@ -36,10 +33,7 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 """The system message used when ``system_prompt`` is not given."""
 
-_OPENAI_BASE_URL = "https://api.openai.com/v1"
-_NO_KEY = "not-needed"
 _MARKER = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
-_RETRIABLE_STATUS = frozenset({408, 409, 429})
 
 
 def build_messages(question: str, hits: Sequence[Hit], system_prompt: str) -> list[dict[str, str]]:
@@ -104,16 +98,12 @@ class OpenAIChatGenerator:
     sent. Without ``base_url`` (the OpenAI API) a missing key is a :class:`ConfigError`.
 
     The request asks for ``max_tokens`` (not ``max_completion_tokens``), which OpenAI and the
-    common local servers all accept. The client makes exactly one attempt (``max_retries=0``);
-    retries, back-off and circuit breaking come with the resilience layer in a later issue,
-    which will act on :attr:`BackendError.retriable`:
-
-    * timeouts and connection failures → ``BackendError(retriable=True)``;
-    * HTTP 408, 409, 429 and 5xx → ``BackendError(retriable=True)``;
-    * other HTTP 4xx, and malformed responses (not JSON, no choices, no content) →
-      ``BackendError(retriable=False)``.
-
-    Messages name the base URL and model, never the key.
+    common local servers all accept. Calls go through the shared
+    :class:`~advanced_rag.remote.resilience.Resilience` policy (the SDK's own retries are off):
+    timeouts, connection failures, 429 and 5xx are retried with back-off; other 4xx and
+    malformed responses (not JSON, no choices, no content) fail at once with a
+    :class:`~advanced_rag.errors.ProviderError`. Messages name the base URL and model, never
+    the key.
 
     Example::
 
@@ -127,18 +117,9 @@ class OpenAIChatGenerator:
     def __init__(self, model: str, *, base_url: str | None = None,
                  api_key_env: str = "OPENAI_API_KEY", temperature: float = 0.0,
                  max_tokens: int = 512, timeout_s: float = 30.0,
-                 system_prompt: str | None = None) -> None:
-        if _openai is None:
-            raise MissingDependencyError("openai", "openai")
-        api_key = os.environ.get(api_key_env) or None
-        if api_key is None:
-            if base_url is None:
-                raise ConfigError(
-                    f"environment variable {api_key_env} is not set; the OpenAI API needs a key "
-                    f"(set base_url for a local server without authentication)",
-                    key="generator.api_key_env",
-                )
-            api_key = _NO_KEY
+                 system_prompt: str | None = None, resilience: Resilience | None = None) -> None:
+        self._endpoint = OpenAIEndpoint(model, base_url=base_url, api_key_env=api_key_env,
+                                        timeout_s=timeout_s, setting="generator")
         self._model = model
         self._base_url = base_url
         self._api_key_env = api_key_env
@@ -146,12 +127,16 @@ class OpenAIChatGenerator:
         self._max_tokens = max_tokens
         self._timeout_s = timeout_s
         self._system_prompt = system_prompt if system_prompt is not None else DEFAULT_SYSTEM_PROMPT
-        self._client = _openai.AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s,
-                                           max_retries=0)
+        self._resilience = resilience or Resilience()
 
     @property
     def name(self) -> str:
         return "openai-chat"
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """The hosted model and its endpoint (recorded as ``model_loaded``)."""
+        return remote_identity("openai", self.endpoint, self._model)
 
     @property
     def model(self) -> str:
@@ -160,7 +145,7 @@ class OpenAIChatGenerator:
     @property
     def endpoint(self) -> str:
         """The base URL requests go to (the OpenAI API unless ``base_url`` was given)."""
-        return self._base_url or _OPENAI_BASE_URL
+        return self._endpoint.endpoint
 
     def __repr__(self) -> str:
         return (f"OpenAIChatGenerator(model={self._model!r}, base_url={self.endpoint!r}, "
@@ -168,12 +153,7 @@ class OpenAIChatGenerator:
                 f"max_tokens={self._max_tokens!r}, timeout_s={self._timeout_s!r})")
 
     def _where(self) -> str:
-        return f"model {self._model!r} at {self.endpoint}"
-
-    def _scrub(self, text: str) -> str:
-        """Error text with the key masked, in case a server echoes the Authorization header."""
-        key = getattr(self._client, "api_key", None)
-        return text.replace(key, "***") if isinstance(key, str) and key and key != _NO_KEY else text
+        return self._endpoint.where
 
     async def generate(self, question: str, hits: Sequence[Hit]) -> Generation:
         started = time.perf_counter()
@@ -185,8 +165,7 @@ class OpenAIChatGenerator:
             {"role": "system", "content": system["content"]},
             {"role": "user", "content": user["content"]},
         ]
-        response = await self._complete(messages)
-        text, model, prompt_tokens, completion_tokens = self._read(response)
+        text, model, prompt_tokens, completion_tokens = await self._complete(messages)
         return Generation(
             text=text,
             citations=parse_citations(text, hits),
@@ -197,41 +176,34 @@ class OpenAIChatGenerator:
             latency_ms=(time.perf_counter() - started) * 1000.0,
         )
 
-    async def _complete(self, messages: list[ChatCompletionMessageParam]) -> Any:
-        assert _openai is not None
-        try:
-            return await self._client.chat.completions.create(
-                model=self._model, messages=messages, temperature=self._temperature,
-                max_tokens=self._max_tokens)
-        except _openai.APITimeoutError as exc:
-            raise BackendError(f"chat completion timed out after {self._timeout_s:g} s "
-                               f"({self._where()})", retriable=True) from exc
-        except _openai.APIConnectionError as exc:
-            raise BackendError(f"cannot reach {self._where()}: {self._scrub(str(exc))}",
-                               retriable=True) from exc
-        except _openai.APIStatusError as exc:
-            status = exc.status_code
-            retriable = status >= 500 or status in _RETRIABLE_STATUS
-            raise BackendError(f"chat completion failed with HTTP {status} ({self._where()}): "
-                               f"{self._scrub(str(exc))[:500]}", retriable=retriable) from exc
-        except _openai.OpenAIError as exc:
-            raise BackendError(f"chat completion failed ({self._where()}): "
-                               f"{self._scrub(str(exc))[:500]}", retriable=False) from exc
-        except ValueError as exc:  # a body that is not JSON surfaces as json.JSONDecodeError
-            raise BackendError(f"malformed chat completion from {self._where()}: "
-                               f"{self._scrub(str(exc))[:200]}", retriable=False) from exc
+    async def _complete(self, messages: list[ChatCompletionMessageParam]
+                        ) -> tuple[str, str, int | None, int | None]:
+        endpoint = self._endpoint
+
+        async def attempt() -> tuple[tuple[str, str, int | None, int | None], Any]:
+            try:
+                response = await endpoint.client.chat.completions.create(
+                    model=self._model, messages=messages, temperature=self._temperature,
+                    max_tokens=self._max_tokens)
+            except endpoint.sdk_errors as exc:
+                raise endpoint.error(exc, "chat completion") from exc
+            return self._read(response), response
+
+        result, _ = await self._resilience.call(endpoint.target, "chat", attempt,
+                                                usage=lambda r: openai_usage(r[1]))
+        return result
 
     def _read(self, response: Any) -> tuple[str, str, int | None, int | None]:
-        """Reply text, served model name and token usage; BackendError when malformed."""
+        """Reply text, served model name and token usage; ProviderError when malformed."""
         choices = getattr(response, "choices", None)
         if not isinstance(choices, list) or not choices:
-            raise BackendError(f"malformed chat completion from {self._where()}: no choices",
-                               retriable=False)
+            raise ProviderError(f"malformed chat completion from {self._where()}: no choices",
+                                provider="openai", kind="malformed")
         message = getattr(choices[0], "message", None)
         content = getattr(message, "content", None)
         if not isinstance(content, str) or not content.strip():
-            raise BackendError(f"malformed chat completion from {self._where()}: no message content",
-                               retriable=False)
+            raise ProviderError(f"malformed chat completion from {self._where()}: no message "
+                                "content", provider="openai", kind="malformed")
         served = getattr(response, "model", None)
         usage = getattr(response, "usage", None)
         prompt_tokens = getattr(usage, "prompt_tokens", None)
@@ -243,6 +215,10 @@ class OpenAIChatGenerator:
             completion_tokens if isinstance(completion_tokens, int) else None,
         )
 
+    async def probe(self) -> str:
+        """A cheap authenticated call (``GET /models``), for health checks."""
+        return await self._endpoint.probe()
+
     async def aclose(self) -> None:
         """Close the underlying HTTP client."""
-        await self._client.close()
+        await self._endpoint.aclose()

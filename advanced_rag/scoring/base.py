@@ -67,10 +67,13 @@ class ClaimJudgement:
 @dataclass(frozen=True, slots=True)
 class JudgeResult:
     """All claims of one answer, and the calibrated probability that at least one of them is
-    unsupported or contradicted (``None`` when there was nothing to judge)."""
+    unsupported or contradicted (``None`` when there was nothing to judge). ``judged_by`` is
+    ``(name, version)`` of the judge that actually served, when a fallback chain stood in
+    for the configured one."""
 
     claims: tuple[ClaimJudgement, ...]
     hallucination_risk: float | None
+    judged_by: tuple[str, str] | None = None
 
 
 @runtime_checkable

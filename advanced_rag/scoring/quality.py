@@ -89,4 +89,7 @@ class AnswerScorer:
         claims = split_claims(answer)
         if not claims:
             return unscored("no claims found in the answer", judge=name, version=version)
-        return aggregate(await self.judge.judge(claims, texts), judge=name, version=version)
+        result = await self.judge.judge(claims, texts)
+        if result.judged_by is not None:  # a fallback judge served this answer
+            name, version = result.judged_by
+        return aggregate(result, judge=name, version=version)

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,39 @@ def bm25_score(raw: float, *, is_lite: bool) -> float:
     return -raw if is_lite else raw
 
 
+def summarize_versions(rows: Iterable[Mapping[str, Any]]) -> dict[str, StoredVersion]:
+    """Per document, what its stored rows add up to (see :class:`StoredVersion`).
+
+    ``rows`` are query results with ``doc_id``, ``doc_version``, ``content_hash`` and, except in
+    collections created before chunk counts were stored, ``chunk_count``. A version is complete
+    when it has exactly ``chunk_count`` rows; a row without the field counts as complete (such
+    a legacy collection cannot tell). Pure, so the rule is testable without a store.
+    """
+    counts: dict[tuple[str, int], int] = {}
+    expected: dict[tuple[str, int], set[int | None]] = {}
+    hashes: dict[tuple[str, int], str] = {}
+    for row in rows:
+        key = (str(row["doc_id"]), int(row["doc_version"]))
+        counts[key] = counts.get(key, 0) + 1
+        raw = row.get("chunk_count")
+        expected.setdefault(key, set()).add(None if raw is None else int(raw))
+        hashes.setdefault(key, str(row["content_hash"]))
+    complete: dict[str, list[int]] = {}
+    partial: dict[str, list[int]] = {}
+    for (doc_id, version), count in counts.items():
+        wanted = expected[(doc_id, version)]
+        whole = len(wanted) == 1 and next(iter(wanted)) in (None, count)
+        complete.setdefault(doc_id, [])
+        (complete if whole else partial).setdefault(doc_id, []).append(version)
+    out: dict[str, StoredVersion] = {}
+    for doc_id, versions in complete.items():
+        latest = max(versions, default=0)
+        out[doc_id] = StoredVersion(doc_id, latest, hashes[(doc_id, latest)] if latest else "",
+                                    stale=len(versions) > 1,
+                                    partial=tuple(sorted(partial.get(doc_id, ()))))
+    return out
+
+
 def _wrap(action: str, exc: Exception) -> VectorStoreError:
     text = str(exc)
     retriable = any(s in text.lower() for s in ("unavailable", "timeout", "deadline", "connection"))
@@ -115,6 +148,8 @@ class MilvusStore:
         self._client: Any = None
         self.info: ServerInfo | None = None
         self._lite_path: str | None = None
+        # False for a collection created before rows carried ``chunk_count`` (see _check_existing)
+        self._chunk_counts = True
 
     # -- connection -----------------------------------------------------------------------
 
@@ -205,6 +240,7 @@ class MilvusStore:
         schema.add_field("source", DataType.VARCHAR, max_length=256)
         schema.add_field("classification", DataType.VARCHAR, max_length=32)
         schema.add_field("created_at", DataType.INT64)
+        schema.add_field("chunk_count", DataType.INT64)  # chunks of the version: completeness
         index = self._sync.prepare_index_params()
         params: dict[str, Any] = {}
         if s.index.type == "HNSW":
@@ -222,7 +258,12 @@ class MilvusStore:
                                      consistency_level=s.consistency_level)
 
     def _check_existing(self) -> None:
+        """Refuse a collection of another dimension; note whether rows carry ``chunk_count``
+        (collections created before it was added do not: there every stored version counts
+        as complete and writes leave the field out)."""
         described = self._sync.describe_collection(self._name)
+        names = {field.get("name") for field in described.get("fields", [])}
+        self._chunk_counts = "chunk_count" in names
         for field in described.get("fields", []):
             if field.get("name") == "dense":
                 dim = int(field.get("params", {}).get("dim", self._dimension))
@@ -253,6 +294,9 @@ class MilvusStore:
             }
             for r in rows
         ]
+        if self._chunk_counts:
+            for row, r in zip(data, rows, strict=True):
+                row["chunk_count"] = r.chunk_count
         try:
             result = await self._require().upsert(self._name, data, timeout=self._settings.timeout_s)
         except Exception as exc:
@@ -269,9 +313,16 @@ class MilvusStore:
             return int(result.get("delete_count", 0))
         return len(result)
 
-    async def delete_versions(self, tenant: str, doc_id: str, *, below: int) -> int:
+    async def delete_versions(self, tenant: str, doc_id: str, *, below: int | None = None,
+                              versions: Sequence[int] = ()) -> int:
+        """Delete the chunks of ``doc_id`` whose version is below ``below`` or in ``versions``."""
+        clauses = [] if below is None else [f"doc_version < {int(below)}"]
+        if versions:
+            clauses.append(f"doc_version in [{', '.join(str(int(v)) for v in versions)}]")
+        if not clauses:
+            return 0
         expr = (f"tenant_id == {string_literal(check_tenant(tenant))} and "
-                f"doc_id == {string_literal(doc_id)} and doc_version < {int(below)}")
+                f"doc_id == {string_literal(doc_id)} and ({' or '.join(clauses)})")
         return await self._delete(expr)
 
     async def delete_documents(self, tenant: str, doc_ids: Sequence[str]) -> int:
@@ -281,26 +332,21 @@ class MilvusStore:
     # -- reads ----------------------------------------------------------------------------
 
     async def stored_versions(self, tenant: str, doc_ids: Sequence[str]) -> dict[str, StoredVersion]:
+        """Per document, its latest complete version, whether older ones remain and which
+        versions are only partly stored (one row per chunk is read: see summarize_versions)."""
         if not doc_ids:
             return {}
         expr = f"tenant_id == {string_literal(check_tenant(tenant))} and {in_list('doc_id', doc_ids)}"
+        fields = ["doc_id", "doc_version", "content_hash"]
+        if self._chunk_counts:
+            fields.append("chunk_count")
         try:
             rows = await self._require().query(
-                self._name, filter=expr, output_fields=["doc_id", "doc_version", "content_hash"],
+                self._name, filter=expr, output_fields=fields,
                 consistency_level="Strong", timeout=self._settings.timeout_s)
         except Exception as exc:
             raise _wrap("query", exc) from exc
-        latest: dict[str, dict[str, Any]] = {}
-        versions: dict[str, set[int]] = {}
-        for row in rows:
-            versions.setdefault(row["doc_id"], set()).add(int(row["doc_version"]))
-            if row["doc_id"] not in latest or row["doc_version"] > latest[row["doc_id"]]["doc_version"]:
-                latest[row["doc_id"]] = row
-        return {
-            doc_id: StoredVersion(doc_id, int(row["doc_version"]), row["content_hash"],
-                                  stale=len(versions[doc_id]) > 1)
-            for doc_id, row in latest.items()
-        }
+        return summarize_versions(rows)
 
     async def documents_created_before(self, created_before: int, *,
                                        classification: str | None = None,
@@ -352,6 +398,21 @@ class MilvusStore:
         finally:
             iterator.close()
         return rows
+
+    async def probe(self) -> str:
+        """Health check: the server answers and the collection is loaded (searchable)."""
+        client = self._require()
+        try:
+            state = await client.get_load_state(self._name, timeout=self._settings.timeout_s)
+        except Exception as exc:
+            raise _wrap("load state check", exc) from exc
+        label = str(state.get("state", "") if isinstance(state, dict) else state)
+        if "loaded" not in label.lower() or "notload" in label.lower().replace(" ", ""):
+            raise VectorStoreError(f"collection {self._name!r} is not loaded (state {label!r})",
+                                   retriable=True)
+        version = self.info.version if self.info is not None else "unknown"
+        kind = "Lite" if self._settings.is_lite else "server"
+        return f"collection {self._name!r} loaded (Milvus {kind} {version})"
 
     async def count(self, tenant: str | None = None) -> int:
         expr = "" if tenant is None else f"tenant_id == {string_literal(check_tenant(tenant))}"

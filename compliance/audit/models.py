@@ -79,6 +79,7 @@ class AuditEventType(StrEnum):
     JOB_FINISHED = "job_finished"
     JOB_FAILED = "job_failed"
     COMPLIANCE_REPORT = "compliance_report"
+    PROVIDER_CALLS = "provider_calls"  # remote calls made by an ingest batch (embeddings)
 
 
 _KINDS: dict[object, AuditEventType] = {k: k for k in AuditEventType} | {k.value: k for k in AuditEventType}

@@ -314,6 +314,42 @@ class AuditStore:
                 return
             after = rows[-1].seq
 
+    async def check_writable(self) -> str:
+        """Prove, without writing an event, that a new event could be committed now: on SQLite
+        take the write lock (``BEGIN IMMEDIATE``, then roll back); on PostgreSQL check the
+        server is not a read-only standby and the role may INSERT into ``audit_events``.
+        Raises :class:`AuditWriteError` with the reason otherwise (health checks)."""
+        engine = self._open_engine()
+        dialect = self.dialect
+
+        def run() -> str:
+            raw = engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                if dialect == "sqlite":
+                    cursor.execute("BEGIN IMMEDIATE")
+                    cursor.execute("ROLLBACK")
+                    return "write lock taken and released"
+                cursor.execute("SELECT pg_is_in_recovery(), "
+                               "has_table_privilege(current_user, 'audit_events', 'INSERT')")
+                row = cursor.fetchone()
+                standby, may_insert = (True, False) if row is None else row
+                raw.rollback()
+                if standby:
+                    raise AuditWriteError("the PostgreSQL server is a read-only standby")
+                if not may_insert:
+                    raise AuditWriteError("the database role may not INSERT into audit_events")
+                return "primary server, INSERT granted"
+            finally:
+                raw.close()
+
+        try:
+            return await asyncio.to_thread(run)
+        except AuditWriteError:
+            raise
+        except Exception as exc:  # driver errors: locked, read-only file, connection refused
+            raise AuditWriteError(f"audit store {self!r} is not writable: {exc}") from exc
+
     def _open_engine(self) -> Engine:
         if self._engine is None:
             raise AuditWriteError("the audit store is not open")

@@ -1,18 +1,38 @@
-"""Every Embedder honours the same contract (today: the sentence-transformers one)."""
+"""Every Embedder honours the same contract: the local sentence-transformers model, and the
+hosted OpenAI and Cohere adapters talking to a real HTTP server on 127.0.0.1 that speaks
+their wire format and serves the same packaged MiniLM's embeddings (``embed_fn``) — so the
+semantic checks below hold for the adapters exactly when they pass vectors through intact."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 
+from advanced_rag.embed.remote import CohereEmbedder, OpenAIEmbedder
 from advanced_rag.protocols import Embedder
+from tests.providers.fake_server import FakeProvider
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["sentence-transformers"])
-def any_embedder(request: pytest.FixtureRequest, embedder: Embedder) -> Embedder:
-    return embedder
+@pytest.fixture(params=["sentence-transformers", "openai", "cohere"])
+async def any_embedder(request: pytest.FixtureRequest, embedder: Embedder,
+                       provider: FakeProvider) -> AsyncIterator[Embedder]:
+    if request.param == "sentence-transformers":
+        yield embedder
+        return
+    provider.state.embed_fn = lambda texts: embedder.encode(texts).tolist()  # type: ignore[attr-defined]
+    remote: OpenAIEmbedder | CohereEmbedder
+    if request.param == "openai":
+        remote = OpenAIEmbedder("emb-test", dimension=embedder.dimension,
+                                base_url=provider.openai_url, batch_size=2)
+    else:
+        remote = CohereEmbedder("embed-test", dimension=embedder.dimension,
+                                base_url=provider.cohere_url, batch_size=2)
+    yield remote
+    await remote.aclose()
 
 
 async def test_vectors_are_normalised_and_deterministic(any_embedder: Embedder) -> None:

@@ -26,11 +26,12 @@ async def store(request: pytest.FixtureRequest, milvus_uri: str) -> AsyncIterato
     await s.close()
 
 
-def _row(tenant: str, doc: str, version: int, text: str, seed: int) -> StoredChunk:
+def _row(tenant: str, doc: str, version: int, text: str, seed: int, chunk_count: int = 1
+         ) -> StoredChunk:
     vector = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
     chunk = Chunk(f"{tenant}-{doc}-{version}-{seed}", doc, version, 0, text, 0, len(text), 3)
     return StoredChunk(chunk, text, tenant, vector / np.linalg.norm(vector), {"k": seed}, "src",
-                       "internal", f"hash{version}", 1_700_000_000)
+                       "internal", f"hash{version}", 1_700_000_000, chunk_count)
 
 
 def _request(tenant: str, kind: SearchType, vector: np.ndarray | None, text: str) -> SearchRequest:
@@ -52,6 +53,26 @@ async def test_write_version_delete_count(store: VectorStore) -> None:
     assert await store.count("a") == 1 and await store.count("b") == 1 and await store.count() == 2
     assert await store.delete_documents("b", ["d1"]) == 1
     assert await store.count("b") == 0 and await store.count("a") == 1
+
+
+async def test_partial_versions_are_reported_and_deleted_exactly(store: VectorStore) -> None:
+    # version 1 complete (1 of 1), version 2 complete (2 of 2), version 3 partial (1 of 3)
+    rows = [_row("a", "d1", 1, "one", 1), _row("a", "d1", 2, "two a", 2, 2),
+            _row("a", "d1", 2, "two b", 3, 2), _row("a", "d1", 3, "three a", 4, 3),
+            _row("a", "d2", 1, "only part", 5, 2)]
+    await store.write(rows)
+    versions = await store.stored_versions("a", ["d1", "d2"])
+    d1, d2 = versions["d1"], versions["d2"]
+    assert (d1.version, d1.content_hash, d1.stale, d1.partial) == (2, "hash2", True, (3,))
+    assert d1.complete and d1.highest == 3
+    assert (d2.version, d2.content_hash, d2.stale, d2.partial) == (0, "", False, (1,))
+    assert not d2.complete and d2.highest == 1
+    assert await store.delete_versions("a", "d1") == 0  # nothing named, nothing deleted
+    assert await store.delete_versions("a", "d1", versions=[3]) == 1
+    assert await store.delete_versions("a", "d1", below=2, versions=[7]) == 1
+    d1 = (await store.stored_versions("a", ["d1"]))["d1"]
+    assert (d1.version, d1.stale, d1.partial) == (2, False, ())
+    assert await store.count("a") == 3
 
 
 async def test_search_is_tenant_scoped_for_every_type(store: VectorStore) -> None:

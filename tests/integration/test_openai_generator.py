@@ -14,13 +14,17 @@ from typing import Any
 
 import pytest
 
+from advanced_rag.config import ResilienceSettings, RetrySettings
 from advanced_rag.errors import BackendError, ConfigError, MissingDependencyError
 from advanced_rag.generate import REFUSAL, Citation, Generator, OpenAIChatGenerator
+from advanced_rag.remote import Resilience
 from advanced_rag.types import Hit, HitScores
 
 pytestmark = pytest.mark.integration
 
 SECRET = "sk-test-0123456789abcdef"
+# These tests pin how one failed attempt is reported; retries are tested in tests/providers.
+ONE_ATTEMPT = Resilience(ResilienceSettings(retry=RetrySettings(attempts=1)))
 MODEL = "test-chat-model"
 
 
@@ -122,7 +126,8 @@ def state(server: tuple[str, ServerState]) -> ServerState:
 async def generator(server: tuple[str, ServerState], state: ServerState,
                     monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[OpenAIChatGenerator]:
     monkeypatch.setenv("TEST_LLM_KEY", SECRET)
-    gen = OpenAIChatGenerator(MODEL, base_url=server[0], api_key_env="TEST_LLM_KEY", timeout_s=0.5)
+    gen = OpenAIChatGenerator(MODEL, base_url=server[0], api_key_env="TEST_LLM_KEY", timeout_s=0.5,
+                              resilience=ONE_ATTEMPT)
     yield gen
     state.release.set()
     await gen.aclose()
@@ -200,7 +205,7 @@ async def test_http_500_is_retriable(generator: OpenAIChatGenerator, state: Serv
     assert info.value.retriable is True
     assert "500" in str(info.value) and MODEL in str(info.value) and "127.0.0.1" in str(info.value)
     assert SECRET not in str(info.value)
-    assert len(state.requests) == 1  # max_retries=0: one attempt only
+    assert len(state.requests) == 1  # one attempt: the SDK's own retries are off
 
 
 async def test_http_400_is_not_retriable(generator: OpenAIChatGenerator, state: ServerState) -> None:
@@ -239,7 +244,8 @@ async def test_connection_refused_is_retriable(monkeypatch: pytest.MonkeyPatch) 
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    gen = OpenAIChatGenerator(MODEL, base_url=f"http://127.0.0.1:{port}/v1", timeout_s=2.0)
+    gen = OpenAIChatGenerator(MODEL, base_url=f"http://127.0.0.1:{port}/v1", timeout_s=2.0,
+                              resilience=ONE_ATTEMPT)
     try:
         with pytest.raises(BackendError) as info:
             await gen.generate(QUESTION, HITS)
@@ -268,9 +274,7 @@ def test_openai_api_without_key_is_a_config_error(monkeypatch: pytest.MonkeyPatc
 
 
 def test_missing_openai_raises_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
-    from advanced_rag.generate import openai_chat
-
-    monkeypatch.setattr(openai_chat, "_openai", None)
+    monkeypatch.setitem(sys.modules, "openai", None)  # "import openai" now raises ImportError
     with pytest.raises(MissingDependencyError, match=r"advanced-rag\[openai\]"):
         OpenAIChatGenerator(MODEL, base_url="http://127.0.0.1:1/v1")
 

@@ -3,8 +3,15 @@ from __future__ import annotations
 import pytest
 
 from advanced_rag.errors import DocumentError
-from advanced_rag.ingestion import chunk_header, indexed_text, validate_document
-from advanced_rag.store.milvus import bm25_score, parse_version, server_info
+from advanced_rag.ingestion import (
+    VersionPlan,
+    chunk_header,
+    indexed_text,
+    plan_version,
+    validate_document,
+)
+from advanced_rag.protocols import StoredVersion
+from advanced_rag.store.milvus import bm25_score, parse_version, server_info, summarize_versions
 from advanced_rag.types import Chunk, Document
 
 
@@ -53,3 +60,44 @@ def test_validate_document_normalises_and_refuses() -> None:
         validate_document({"id": "d", "text": "x"}, max_chars=100)
     with pytest.raises(DocumentError, match="at most 512"):
         validate_document(Document("x" * 600, "t"), max_chars=100)
+
+
+def _rows(doc: str, version: int, stored: int, count: int | None, content: str = "h"
+          ) -> list[dict[str, object]]:
+    row: dict[str, object] = {"doc_id": doc, "doc_version": version, "content_hash": content}
+    if count is not None:
+        row["chunk_count"] = count
+    return [dict(row) for _ in range(stored)]
+
+
+def test_summarize_versions_counts_rows_against_chunk_count() -> None:
+    rows = (_rows("a", 1, 2, 2, "h1") + _rows("a", 2, 3, 3, "h2") + _rows("a", 3, 1, 4, "h3")
+            + _rows("b", 5, 1, 2) + _rows("c", 1, 3, 2))  # c: more rows than chunks: not whole
+    summary = summarize_versions(rows)
+    assert summary["a"] == StoredVersion("a", 2, "h2", stale=True, partial=(3,))
+    assert summary["b"] == StoredVersion("b", 0, "", partial=(5,))  # nothing complete
+    assert summary["c"] == StoredVersion("c", 0, "", partial=(1,))
+    assert summary["a"].highest == 3 and summary["b"].highest == 5 and not summary["b"].complete
+    # a partial version below the latest complete one is reported too
+    below = summarize_versions(_rows("d", 1, 1, 2) + _rows("d", 2, 1, 1, "h2"))
+    assert below["d"] == StoredVersion("d", 2, "h2", stale=False, partial=(1,))
+    # legacy rows (no chunk_count field) always count as complete
+    legacy = summarize_versions(_rows("e", 1, 1, None, "h1") + _rows("e", 2, 5, None, "h2"))
+    assert legacy["e"] == StoredVersion("e", 2, "h2", stale=True)
+    assert summarize_versions([]) == {}
+
+
+def test_plan_version() -> None:
+    assert plan_version(None, "h") == VersionPlan(1)
+    same = StoredVersion("d", 2, "h")
+    assert plan_version(same, "h") == VersionPlan(2, unchanged=True) and not VersionPlan(2).cleans
+    # unchanged, with leftovers on both sides: delete below and the exact partials above
+    leftovers = StoredVersion("d", 3, "h", stale=True, partial=(4, 6))
+    assert plan_version(leftovers, "h") == VersionPlan(3, unchanged=True, clean_below=3,
+                                                       clean_versions=(4, 6))
+    assert plan_version(StoredVersion("d", 3, "h", partial=(1,)), "h").clean_below == 3
+    # changed: above every stored version, partial ones included; the rest goes after the write
+    assert plan_version(leftovers, "new") == VersionPlan(7, is_update=True, clean_below=7)
+    # only a partial write is stored: a NEW document, its leftovers removed after the write
+    assert plan_version(StoredVersion("d", 0, "", partial=(1,)), "h") == VersionPlan(
+        2, clean_below=2)
