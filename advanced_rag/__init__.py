@@ -11,9 +11,11 @@ Example::
 
 from typing import TYPE_CHECKING, Any
 
+from .access import Principal
 from .admin import MilvusIndexManager
 from .config import PipelineConfig, load_config
 from .errors import (
+    AccessDeniedError,
     AdvancedRagError,
     BackendError,
     ConfigError,
@@ -22,6 +24,7 @@ from .errors import (
     FilterError,
     InputError,
     MissingDependencyError,
+    ProviderError,
     RerankerError,
     TenantError,
     UnsupportedBackendError,
@@ -63,6 +66,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AccessDeniedError",
     "AdvancedRAGPipeline",
     "AdvancedRagError",
     "BackendError",
@@ -87,6 +91,8 @@ __all__ = [
     "ModelIdentity",
     "PerformanceReport",
     "PipelineConfig",
+    "Principal",
+    "ProviderError",
     "RerankerError",
     "RetrievalMetrics",
     "RetrievalResult",

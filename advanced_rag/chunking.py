@@ -32,11 +32,13 @@ class _Piece:
     tokens: int
 
 
-def chunk_id(doc_id: str, version: int, position: int, text: str) -> str:
-    """Stable id of a chunk: SHA-256 over (doc id, version, position, text hash), 32 hex chars."""
+def chunk_id(doc_id: str, version: int, position: int, text: str, tenant: str = "") -> str:
+    """Stable id of a chunk: SHA-256 over (doc id, version, position, text hash, tenant), 32
+    hex chars. The tenant is part of it because the id is the collection's primary key: two
+    tenants holding the same document id and text must never write the same row."""
     text_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    key = "\x1f".join((doc_id, str(version), str(position), text_hash))
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+    parts = (doc_id, str(version), str(position), text_hash) + ((tenant,) if tenant else ())
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
 
 
 def _sentence_spans(text: str) -> Iterator[tuple[int, int]]:
@@ -105,7 +107,8 @@ def split_pieces(text: str, counter: TokenCounter, max_tokens: int) -> list[_Pie
 
 
 def chunk_text(doc_id: str, version: int, text: str, counter: TokenCounter, *,
-               max_tokens: int, overlap_tokens: int = 0, min_tokens: int = 0) -> list[Chunk]:
+               max_tokens: int, overlap_tokens: int = 0, min_tokens: int = 0,
+               tenant: str = "") -> list[Chunk]:
     """Cut ``text`` into chunks of at most ``max_tokens`` tokens along sentence boundaries.
 
     Every character of ``text`` lies in at least one chunk (``text[c.start:c.end] == c.text``).
@@ -140,7 +143,7 @@ def chunk_text(doc_id: str, version: int, text: str, counter: TokenCounter, *,
         start, end = group[0].start, group[-1].end
         body = text[start:end]
         chunks.append(Chunk(
-            chunk_id=chunk_id(doc_id, version, position, body),
+            chunk_id=chunk_id(doc_id, version, position, body, tenant),
             doc_id=doc_id,
             doc_version=version,
             position=position,

@@ -43,6 +43,8 @@ class PipelineSettings(_Model):
     default_tenant: str | None = "default"
     max_hallucination_risk: float = Field(0.5, ge=0.0, le=1.0)
     on_high_risk: Literal["flag", "withhold"] = "flag"
+    max_query_chars: int = Field(8_192, ge=1, le=1_000_000)
+    max_top_k: int = Field(1000, ge=1, le=16_384)
 
 
 class HnswSettings(_Model):
@@ -262,10 +264,15 @@ class ChunkingSettings(_Model):
 
 
 class IngestSettings(_Model):
-    """Ingestion limits and batching."""
+    """Ingestion limits and batching. A document over a limit fails alone (``DocumentError``
+    in the report); an ingest call with more than ``max_documents_per_call`` documents is
+    refused before anything is written."""
 
     batch_size: int = Field(256, ge=1, le=10_000)
     max_document_chars: int = Field(2_000_000, ge=1)
+    max_document_bytes: int = Field(8_000_000, ge=1)
+    max_metadata_bytes: int = Field(65_536, ge=2, le=16_000_000)
+    max_documents_per_call: int = Field(1_000_000, ge=1)
 
 
 class AuditSettings(_Model):
@@ -409,14 +416,43 @@ class ErasureSettings(_Model):
 
 
 class AccessSettings(_Model):
-    """Which actor may use which tenant. ``None`` (default): any actor, any tenant.
+    """Who may do what (see :mod:`advanced_rag.access`).
 
-    With a mapping, an actor must be listed and the tenant must be in its list (``"*"``
-    allows every tenant); anything else is refused with ``TenantError`` and recorded as an
-    ``access_denied`` audit event.
+    ``actor_tenants``: which actor may use which tenant (``None``: any; ``"*"`` in a list:
+    every tenant). ``require_principal``: refuse calls made without a ``Principal``.
+    ``default_clearance``: the clearance of calls made without one. ``operation_roles``: the
+    roles of which a principal needs one per operation (ingest, delete, forget_document,
+    retrieve, answer, score, capture_reference, detect_drift); unlisted operations need none.
+    Refusals raise ``AccessDeniedError`` and are recorded as ``access_denied`` events.
     """
 
     actor_tenants: dict[str, tuple[str, ...]] | None = None
+    require_principal: bool = False
+    default_clearance: DocumentClass = "restricted"
+    operation_roles: dict[str, tuple[str, ...]] | None = None
+
+    @model_validator(mode="after")
+    def _known_operations(self) -> AccessSettings:
+        unknown = set(self.operation_roles or ()) - set(OPERATIONS)
+        if unknown:
+            raise ValueError(f"access.operation_roles: unknown operations {sorted(unknown)}; "
+                             f"known: {', '.join(OPERATIONS)}")
+        return self
+
+
+OPERATIONS = ("ingest", "delete", "forget_document", "retrieve", "answer", "score",
+              "capture_reference", "detect_drift")
+
+
+class CacheSettings(_Model):
+    """An in-process TTL cache of query embeddings and retrieval results (see
+    :mod:`advanced_rag.cache`). Off by default: other processes' writes are only seen after
+    ``ttl_s``. Every served request is still audited."""
+
+    enabled: bool = False
+    ttl_s: float = Field(60.0, gt=0.0, le=86_400.0)
+    max_entries: int = Field(1024, ge=1, le=1_000_000)
+    embeddings: bool = True
 
 
 class PipelineConfig(_Model):
@@ -439,6 +475,7 @@ class PipelineConfig(_Model):
     retention: RetentionSettings = RetentionSettings()
     erasure: ErasureSettings = ErasureSettings()
     resilience: ResilienceSettings = ResilienceSettings()
+    cache: CacheSettings = CacheSettings()
 
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -478,7 +515,12 @@ def _to_python(node: yaml.Node, path: tuple[str | int, ...], lines: dict[tuple[s
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(item, (*path, i), lines, file) for i, item in enumerate(node.value)]
     assert isinstance(node, yaml.ScalarNode)
-    value = yaml.safe_load(yaml.serialize(node))
+    try:
+        value = yaml.SafeLoader("").construct_object(node, deep=True)
+    except yaml.YAMLError as exc:  # e.g. a bare "=" (the unconstructible !!value tag)
+        raise ConfigError(f"invalid YAML value: {getattr(exc, 'problem', None) or exc}",
+                          key=".".join(map(str, path)) or None, path=file,
+                          line=node.start_mark.line + 1) from None
     if isinstance(value, str) and "${" in value:
         try:
             return interpolate(value)

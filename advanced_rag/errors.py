@@ -7,7 +7,8 @@
     ├── MissingDependencyError      an optional extra is not installed (names the pip command)
     ├── InputError                  a caller handed us something we refuse
     │   ├── DocumentError           one document is unusable (names the document id)
-    │   └── FilterError             a metadata filter cannot be compiled safely
+    │   ├── FilterError             a metadata filter cannot be compiled safely
+    │   └── AccessDeniedError       the principal may not do this (tenant, clearance, role)
     ├── TenantError                 missing or malformed tenant id
     └── BackendError(retriable)     a backend failed; ``retriable`` says whether to try again
         ├── VectorStoreError        Milvus refused or failed
@@ -69,6 +70,11 @@ class DocumentError(InputError):
 
 class FilterError(InputError):
     """A metadata filter that cannot be compiled into a safe Milvus expression."""
+
+
+class AccessDeniedError(InputError):
+    """The call's principal may not do this: another tenant, a classification above its
+    clearance, or an operation its roles do not allow. Always recorded as ``access_denied``."""
 
 
 class TenantError(InputError):

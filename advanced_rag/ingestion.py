@@ -19,8 +19,9 @@ trail there, so a crash mid-ingest leaves at most one batch indexed but unrecord
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -28,7 +29,7 @@ from typing import Any, TypeVar
 
 from .chunking import chunk_text
 from .config import ChunkingSettings, IngestSettings
-from .errors import AdvancedRagError, DocumentError
+from .errors import AdvancedRagError, DocumentError, InputError
 from .protocols import Embedder, StoredChunk, StoredVersion, VectorStore
 from .remote.resilience import Resilience
 from .store.milvus import MAX_TEXT_CHARS
@@ -49,8 +50,15 @@ _MAX_ID_CHARS = 512
 T = TypeVar("T")
 
 
-def validate_document(doc: Any, *, max_chars: int) -> Document:
-    """Return a clean :class:`Document` or raise :class:`DocumentError` naming it."""
+def validate_document(doc: Any, *, max_chars: int, max_bytes: int | None = None,
+                      max_metadata_bytes: int = 65_536) -> Document:
+    """Return a clean :class:`Document` or raise :class:`DocumentError` naming it.
+
+    Everything a later stage would choke on is refused here, for this document alone: text
+    that is not UTF-8 or too long (characters and UTF-8 bytes), metadata that is not a
+    mapping of string keys to JSON values (finite numbers) or is over ``max_metadata_bytes``
+    as JSON, a source that is not a short string, an unknown classification.
+    """
     if not isinstance(doc, Document):
         raise DocumentError(str(getattr(doc, "id", "?")),
                             f"expected a Document, got {type(doc).__name__}")
@@ -75,16 +83,50 @@ def validate_document(doc: Any, *, max_chars: int) -> Document:
     if len(text) > max_chars:
         raise DocumentError(doc_id, f"text has {len(text):,} characters, over the limit of "
                                     f"{max_chars:,} (ingest.max_document_chars)")
+    if max_bytes is not None:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > max_bytes:
+            raise DocumentError(doc_id, f"text has {size:,} UTF-8 bytes, over the limit of "
+                                        f"{max_bytes:,} (ingest.max_document_bytes)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DocumentError(doc_id, f"text is not encodable as UTF-8 (position {exc.start}: a "
+                                    "lone surrogate)") from None
+    metadata = _clean_metadata(doc_id, doc.metadata, max_metadata_bytes)
     try:
         classification = Classification(doc.classification)
     except ValueError:
         allowed = ", ".join(c.value for c in Classification)
         raise DocumentError(doc_id,
                             f"classification {doc.classification!r} is not one of {allowed}") from None
-    if len(doc.source) > 256:
-        raise DocumentError(doc_id, "source must be at most 256 characters")
-    return Document(id=doc_id, text=text, metadata=dict(doc.metadata), source=doc.source,
+    if not isinstance(doc.source, str) or len(doc.source) > 256 or "\x00" in doc.source:
+        raise DocumentError(doc_id, "source must be a string of at most 256 characters without "
+                                    "NUL")
+    return Document(id=doc_id, text=text, metadata=metadata, source=doc.source,
                     classification=classification)
+
+
+def _clean_metadata(doc_id: str, raw: Any, max_bytes: int) -> dict[str, Any]:
+    """A plain dict of the metadata, or :class:`DocumentError` (not a mapping, a key that is
+    not a string, a value JSON cannot hold exactly, too large)."""
+    if not isinstance(raw, Mapping):
+        raise DocumentError(doc_id, f"metadata must be a mapping, got {type(raw).__name__}")
+    metadata = dict(raw)
+    if not all(isinstance(key, str) for key in metadata):
+        raise DocumentError(doc_id, "metadata keys must be strings")
+    try:
+        encoded = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:  # sets, datetimes, NaN, circular references...
+        raise DocumentError(doc_id, f"metadata is not plain JSON ({exc})") from None
+    try:
+        size = len(encoded.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise DocumentError(doc_id, "metadata is not encodable as UTF-8 (a lone surrogate)") from None
+    if size > max_bytes:
+        raise DocumentError(doc_id, f"metadata is {size:,} bytes as JSON, over the limit of "
+                                    f"{max_bytes:,} (ingest.max_metadata_bytes)")
+    return metadata
 
 
 def chunk_header(doc: Document, *, enabled: bool) -> str:
@@ -227,9 +269,14 @@ class Ingestor:
         valid: list[Document] = []
         seen: set[str] = set()
         began = time.perf_counter()
-        for raw in documents:
+        for count, raw in enumerate(documents, start=1):
+            if count > self._limits.max_documents_per_call:  # nothing is written yet
+                raise InputError(f"more than {self._limits.max_documents_per_call:,} documents "
+                                 "in one ingest call (ingest.max_documents_per_call); split it")
             try:
-                doc = validate_document(raw, max_chars=self._limits.max_document_chars)
+                doc = validate_document(raw, max_chars=self._limits.max_document_chars,
+                                        max_bytes=self._limits.max_document_bytes,
+                                        max_metadata_bytes=self._limits.max_metadata_bytes)
                 if doc.id in seen:
                     raise DocumentError(doc.id, "appears twice in this ingest")
             except DocumentError as exc:
@@ -305,7 +352,7 @@ class Ingestor:
         if not todo:
             return
         began = time.perf_counter()
-        chunked = await asyncio.to_thread(self._chunk_all, todo, tally)
+        chunked = await asyncio.to_thread(self._chunk_all, todo, tally, tenant)
         tally.timed("chunk", began)
         if not chunked:
             return
@@ -378,8 +425,10 @@ class Ingestor:
                 tally.fail(doc.id, error, doc)
         tally.timed("delete", began)
 
-    def prepare(self, doc: Document, version: int = 1) -> tuple[list[Chunk], list[str]]:
-        """The chunks of ``doc`` and the texts that will be embedded and indexed for them."""
+    def prepare(self, doc: Document, version: int = 1, tenant: str = ""
+                ) -> tuple[list[Chunk], list[str]]:
+        """The chunks of ``doc`` (their ids include ``tenant``) and the texts that will be
+        embedded and indexed for them."""
         settings = self._chunking
         header = chunk_header(doc, enabled=settings.title_prefix)
         header_tokens = self._embedder.count_tokens(header) if header else 0
@@ -388,15 +437,15 @@ class Ingestor:
         budget = settings.max_tokens - header_tokens
         chunks = chunk_text(doc.id, version, doc.text, self._embedder, max_tokens=budget,
                             overlap_tokens=min(settings.overlap_tokens, budget - 1),
-                            min_tokens=min(settings.min_tokens, budget))
+                            min_tokens=min(settings.min_tokens, budget), tenant=tenant)
         return chunks, [indexed_text(header, c) for c in chunks]
 
-    def _chunk_all(self, todo: Sequence[tuple[Document, VersionPlan]], tally: _Tally
+    def _chunk_all(self, todo: Sequence[tuple[Document, VersionPlan]], tally: _Tally, tenant: str
                    ) -> list[_Chunked]:
         """Chunks and their indexed texts per document; oversize chunks fail their document."""
         out: list[_Chunked] = []
         for doc, plan in todo:
-            chunks, texts = self.prepare(doc, plan.version)
+            chunks, texts = self.prepare(doc, plan.version, tenant)
             longest = max(len(t.encode("utf-8")) for t in texts)
             if longest > MAX_TEXT_CHARS:
                 tally.fail(doc.id, f"a chunk has {longest:,} bytes, over Milvus's "

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
@@ -35,12 +35,15 @@ from compliance.errors import AuditWriteError
 from compliance.lineage import DocumentVersion, LineageStore
 
 from . import recording
+from .access import Principal, authorize, check_classifications, check_hits, readable
 from .answering import Answer, Decision, decide
+from .cache import QueryCache
 from .config import PipelineConfig
 from .drift.recorder import DriftRecorder
-from .errors import AdvancedRagError, ConfigError, InputError, TenantError
+from .errors import AccessDeniedError, AdvancedRagError, ConfigError, InputError, TenantError
 from .generate.base import Generator
 from .ingestion import Ingestor, ProgressCallback
+from .limits import check_text, check_top_k
 from .protocols import Embedder, Reranker, SearchRequest, VectorStore
 from .recording import CallContext
 from .remote.calls import CallLog, collecting
@@ -49,9 +52,10 @@ from .rerank import NoReranker
 from .scoring.base import Judge
 from .scoring.quality import AnswerScorer, QualityScores, unscored
 from .scoring.retrieval_risk import RiskAssessment, RiskModels, assess, load_risk_models, signature
-from .store.filters import check_tenant, compile_filter
+from .store.filters import compile_filter
 from .telemetry import LatencyRecorder, PerformanceReport, StageTimer
 from .types import (
+    Classification,
     Document,
     DocumentOutcome,
     Hit,
@@ -70,7 +74,6 @@ if TYPE_CHECKING:
     from .drift.store import Reference
     from .health import HealthReport
 
-MAX_QUERY_CHARS = 8_192
 log = logging.getLogger(__name__)
 
 
@@ -104,6 +107,10 @@ class AdvancedRAGPipeline:
         self._built: list[object] = []
         self._latency = LatencyRecorder(self.config.pipeline.target_latency_ms)
         self._resilience = Resilience(self.config.resilience)
+        self._principal: Principal | None = None
+        cache = self.config.cache
+        self._cache = (QueryCache(ttl_s=cache.ttl_s, max_entries=cache.max_entries,
+                                  embeddings=cache.embeddings) if cache.enabled else None)
 
     @classmethod
     def from_config(cls, config: PipelineConfig | None = None) -> AdvancedRAGPipeline:
@@ -130,11 +137,26 @@ class AdvancedRAGPipeline:
                                       judge=self._judge, audit=self._audit)
         sibling._session = self._session
         sibling._resilience = self._resilience
+        sibling._principal = self._principal
+        sibling._cache = self._cache  # result keys include the settings that decide them
         sibling._risk_models = self._risk_models
         sibling._drift = self._drift
         sibling._lineage = self._lineage
         sibling._opened = self._opened
         sibling._owns_backends = False
+        return sibling
+
+    def bind(self, principal: Principal) -> AdvancedRAGPipeline:
+        """A sibling sharing this pipeline's open backends whose calls run as ``principal``
+        unless one is passed explicitly (e.g. one per authenticated web request)::
+
+            alice = rag.bind(Principal("alice", "bank-a", clearance="confidential"))
+            hits, _ = await alice.retrieve("KYC thresholds")
+        """
+        if not isinstance(principal, Principal):
+            raise InputError(f"bind() needs a Principal, got {type(principal).__name__}")
+        sibling = self.with_settings()
+        sibling._principal = principal
         return sibling
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -259,40 +281,52 @@ class AdvancedRAGPipeline:
             raise AdvancedRagError("the pipeline is not open: use 'async with' or await open()")
         return self._embedder, self._store, self._reranker or NoReranker()
 
-    def _tenant(self, tenant: str | None) -> str:
-        return check_tenant(tenant if tenant is not None else self.config.pipeline.default_tenant)
-
-    def _context(self, actor: str, request_id: str | None) -> CallContext:
+    def _context(self, actor: str, request_id: str | None,
+                 principal: Principal | None = None) -> CallContext:
+        """Who is calling: ``principal`` (or the bound one) names the actor; an explicit
+        ``actor`` other than the default must then agree with it."""
+        principal = principal if principal is not None else self._principal
+        if principal is not None:
+            if not isinstance(principal, Principal):
+                raise InputError(f"principal must be a Principal, got {type(principal).__name__}")
+            if actor not in ("system", principal.actor):
+                raise InputError(f"actor {actor!r} differs from the principal's actor "
+                                 f"{principal.actor!r}")
+            actor = principal.actor
         for name, value in (("actor", actor), ("request_id", request_id)):
             if (value is not None or name == "actor") and (
                     not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT):
                 raise InputError(f"{name} must be a non-empty string of at most {MAX_TEXT} "
                                  f"characters, got {value!r}")
-        return CallContext(actor, None, request_id or new_event_id(), self._session)
+        return CallContext(actor, None, request_id or new_event_id(), self._session,
+                           principal=principal)
 
     def _trail(self) -> AuditTrail:
         if self._audit is None:
             raise AdvancedRagError("the pipeline is not open: use 'async with' or await open()")
         return self._audit
 
-    async def _authorize(self, ctx: CallContext, tenant: str | None, operation: str) -> CallContext:
-        """The call's context with its tenant, after checking the id and ``access`` rules.
-        A refusal is recorded as ``access_denied`` and raised as :class:`TenantError`."""
+    async def _authorize(self, ctx: CallContext, tenant: str | None, operation: str,
+                         filters: MetadataFilter | None = None) -> CallContext:
+        """The call's context with its tenant and clearance, after the tenant id, the
+        principal, the ``access`` rules and the filter's classes are checked (see
+        :func:`.access.authorize`). A refusal is recorded as ``access_denied`` and raised
+        (:class:`AccessDeniedError`, or :class:`TenantError` for a malformed id)."""
         try:
-            tenant_id = self._tenant(tenant)
-            rules = self.config.access.actor_tenants
-            if rules is not None:
-                allowed = rules.get(ctx.actor, ())
-                if tenant_id not in allowed and "*" not in allowed:
-                    raise TenantError(f"actor {ctx.actor!r} may not access tenant {tenant_id!r}")
-        except TenantError as exc:
+            tenant_id, clearance = authorize(
+                ctx.principal, ctx.actor, tenant, operation, settings=self.config.access,
+                default_tenant=self.config.pipeline.default_tenant)
+            check_classifications(filters, clearance)
+        except (TenantError, AccessDeniedError) as exc:
             trail = self._trail()
+            fallback = (ctx.principal.tenant if ctx.principal is not None
+                        else self.config.pipeline.default_tenant)
             await trail.record([recording.access_denied_event(
                 trail, ctx, exc, operation=operation,
-                requested_tenant=tenant if tenant is not None
-                else self.config.pipeline.default_tenant)])
+                requested_tenant=tenant if tenant is not None else fallback)])
             raise
-        return replace(ctx, tenant=tenant_id)
+        return replace(ctx, tenant=tenant_id,
+                       clearance=None if clearance is Classification.RESTRICTED else clearance)
 
     async def _record_failure(self, kind: AuditEventType, ctx: CallContext, exc: Exception,
                               began: float, details: Mapping[str, Any]) -> None:
@@ -324,7 +358,8 @@ class AdvancedRAGPipeline:
 
     async def ingest(self, documents: Iterable[Document], *, tenant: str | None = None,
                      actor: str = "system", request_id: str | None = None,
-                     progress: ProgressCallback | None = None) -> IngestReport:
+                     progress: ProgressCallback | None = None,
+                     principal: Principal | None = None) -> IngestReport:
         """Ingest documents for one tenant; unchanged documents are skipped, changed ones
         replace their previous version. Bad documents are listed in ``report.failed``.
 
@@ -335,7 +370,7 @@ class AdvancedRAGPipeline:
         error message) and no later batch is touched.
         """
         embedder, store, _ = self._parts()
-        ctx = await self._authorize(self._context(actor, request_id), tenant, "ingest")
+        ctx = await self._authorize(self._context(actor, request_id, principal), tenant, "ingest")
         trail = self._trail()
 
         remote = CallLog()
@@ -379,17 +414,21 @@ class AdvancedRAGPipeline:
             await self._record_failure(AuditEventType.DOCUMENT_FAILED, ctx, exc, began,
                                        {"operation": "ingest", "doc_id": None})
             raise
+        finally:
+            self._invalidate(ctx.tenant)
 
     async def delete_documents(self, doc_ids: Sequence[str], *, tenant: str | None = None,
-                               actor: str = "system", request_id: str | None = None) -> int:
+                               actor: str = "system", request_id: str | None = None,
+                               principal: Principal | None = None) -> int:
         """Delete every chunk of the given documents of one tenant; returns chunks deleted."""
         _, store, _ = self._parts()
         began = time.perf_counter()
-        ctx = await self._authorize(self._context(actor, request_id), tenant, "delete")
+        ctx = await self._authorize(self._context(actor, request_id, principal), tenant, "delete")
         assert ctx.tenant is not None
         ids = list(doc_ids)
         try:
             deleted = await store.delete_documents(ctx.tenant, ids)
+            self._invalidate(ctx.tenant)
         except Exception as exc:
             await self._record_failure(AuditEventType.DOCUMENT_DELETED, ctx, exc, began,
                                        {"doc_ids": ids})
@@ -406,16 +445,19 @@ class AdvancedRAGPipeline:
 
     async def forget_document(self, doc_id: str, tenant: str | None = None, *,
                               actor: str = "system", reason: str = "erasure request",
-                              request_id: str | None = None) -> list[DocumentVersion]:
+                              request_id: str | None = None,
+                              principal: Principal | None = None) -> list[DocumentVersion]:
         """Erase a document (the seed's name): delete its chunks from Milvus, record an
         ``erasure`` audit event naming it, its versions and the reason (not its text), and mark
         every version erased in ``document_versions``. Returns the ``erase`` rows written."""
         _, store, _ = self._parts()
         began = time.perf_counter()
-        ctx = await self._authorize(self._context(actor, request_id), tenant, "forget_document")
+        ctx = await self._authorize(self._context(actor, request_id, principal), tenant,
+                                    "forget_document")
         assert ctx.tenant is not None
         try:
             deleted = await store.delete_documents(ctx.tenant, [doc_id])
+            self._invalidate(ctx.tenant)
         except Exception as exc:
             await self._record_failure(AuditEventType.ERASURE, ctx, exc, began,
                                        {"doc_id": doc_id})
@@ -449,14 +491,16 @@ class AdvancedRAGPipeline:
     async def retrieve(self, query: str, *, tenant: str | None = None, top_k: int | None = None,
                        filters: MetadataFilter | None = None,
                        search_type: SearchType | str | None = None,
-                       actor: str = "system", request_id: str | None = None) -> RetrievalResult:
+                       actor: str = "system", request_id: str | None = None,
+                       principal: Principal | None = None) -> RetrievalResult:
         """Search one tenant's chunks; rerank when a reranker is configured.
 
         Returns a :class:`RetrievalResult`, which also unpacks as ``hits, metrics``. The
         ``retrieval`` audit event (and ``rerank``, its child) is committed before this
         returns; ``metrics.stage_ms["audit"]`` is what that commit cost.
         """
-        ctx = await self._authorize(self._context(actor, request_id), tenant, "retrieve")
+        ctx = await self._authorize(self._context(actor, request_id, principal), tenant,
+                                    "retrieve", filters)
         result, _ = await self._retrieve(ctx, query, top_k, filters, search_type)
         return result
 
@@ -471,14 +515,17 @@ class AdvancedRAGPipeline:
         timer = StageTimer()
         with collecting() as remote:
             try:
-                request, candidates, hits = await self._search(query, ctx, top_k, filters,
-                                                               search_type, timer)
+                request, candidates, hits, cached = await self._search(
+                    query, ctx, top_k, filters, search_type, timer)
             except Exception as exc:
                 details: dict[str, Any] = {
                     "search_type": str(search_type or settings.search_type),
-                    "top_k": top_k or settings.top_k, **remote.payload()}
+                    "top_k": top_k if type(top_k) is int else settings.top_k,
+                    **remote.payload()}
                 if isinstance(query, str) and query.strip():
-                    details.update(self._trail().query_fields(query[:MAX_QUERY_CHARS]))
+                    details.update(self._trail().query_fields(
+                        query[:settings.max_query_chars].encode("utf-8", "replace")
+                        .decode("utf-8")))
                 await self._record_failure(AuditEventType.RETRIEVAL, ctx, exc, began, details)
                 raise
         _, _, reranker = self._parts()
@@ -491,7 +538,8 @@ class AdvancedRAGPipeline:
                 trail, ctx, query=query, request=request, filters=filters,
                 candidates=candidates, hits=hits, reranker=reranked,
                 rerank_top_k=min(settings.rerank_top_k, request.limit),
-                stage_ms=dict(timer.stage_ms), event_id=event_id, risk=risk, remote=remote))
+                stage_ms=dict(timer.stage_ms), event_id=event_id, risk=risk, remote=remote,
+                cached=cached))
         if self._drift is not None:
             assert ctx.tenant is not None
             self._drift.log_retrieval(event_id, ctx.tenant, request, hits, risk.risk)
@@ -515,29 +563,30 @@ class AdvancedRAGPipeline:
 
     async def _search(self, query: str, ctx: CallContext, top_k: int | None,
                       filters: MetadataFilter | None, search_type: SearchType | str | None,
-                      timer: StageTimer) -> tuple[SearchRequest, list[Hit], list[Hit]]:
-        """Validate, embed, search, rerank: the request, the first-stage hits, the final hits."""
+                      timer: StageTimer) -> tuple[SearchRequest, list[Hit], list[Hit], bool]:
+        """Validate, embed, search, rerank: the request, the first-stage hits, the final hits,
+        and whether they came from the query cache."""
         embedder, store, reranker = self._parts()
         settings = self.config.pipeline
-        if not isinstance(query, str) or not query.strip():
-            raise InputError("the query must be a non-empty string")
-        if len(query) > MAX_QUERY_CHARS:
-            raise InputError(f"the query has {len(query):,} characters; the limit is "
-                             f"{MAX_QUERY_CHARS:,}")
+        check_text(query, name="the query", max_chars=settings.max_query_chars,
+                   setting="pipeline.max_query_chars")
         try:
             kind = SearchType(search_type or settings.search_type)
         except ValueError:
             raise InputError(f"search_type {search_type!r} is not one of "
                              f"{', '.join(t.value for t in SearchType)}") from None
-        limit = top_k or settings.top_k
-        if limit < 1:
-            raise InputError("top_k must be at least 1")
+        limit = check_top_k(top_k, settings.top_k, settings.max_top_k)
         assert ctx.tenant is not None
-        expr = compile_filter(ctx.tenant, filters)
+        expr = compile_filter(ctx.tenant, filters,
+                              readable=None if ctx.clearance is None else readable(ctx.clearance))
+        key = self._cache_key(ctx.tenant, query, kind, limit, expr, reranker.name)
+        cached = self._cached(key)
+        if cached is not None:
+            return (*cached, True)
         vector = None
         if kind is not SearchType.KEYWORD:
             with timer.stage("embed"):
-                vector = await embedder.embed_query(query)
+                vector = await self._embed_query(embedder, query)
         request = SearchRequest(
             tenant=ctx.tenant, query_text=query, query_vector=vector, search_type=kind,
             limit=limit, expr=expr,
@@ -545,18 +594,70 @@ class AdvancedRAGPipeline:
             candidate_limit=max(settings.candidate_limit, limit))
         with timer.stage("search"):
             candidates = await store.search(request)
+        check_hits(candidates, ctx.tenant, ctx.clearance)
         hits = candidates
         if not isinstance(reranker, NoReranker):
             with timer.stage("rerank"):
                 hits = await reranker.rerank(query, candidates, min(settings.rerank_top_k, limit))
-        return request, candidates, hits
+        if key is not None and self._cache is not None:
+            try:
+                self._cache.results.put(key, (request, candidates, hits))
+            except Exception:  # fail open
+                log.warning("query cache store failed", exc_info=True)
+        return request, candidates, hits, False
+
+    # -- query cache (fails open: see .cache) ----------------------------------------------
+
+    def _cache_key(self, tenant: str, query: str, kind: SearchType, limit: int, expr: str,
+                   reranker: str) -> tuple[Hashable, ...] | None:
+        """Everything that decides a result: the compiled expression carries tenant, clearance
+        and filters; the settings carry fusion and rerank."""
+        if self._cache is None:
+            return None
+        s = self.config.pipeline
+        return self._cache.key(tenant, query, str(kind), limit, expr, str(s.fusion), s.hybrid_alpha,
+                               s.rrf_k, s.candidate_limit, reranker, s.rerank_top_k)
+
+    def _cached(self, key: tuple[Hashable, ...] | None
+                ) -> tuple[SearchRequest, list[Hit], list[Hit]] | None:
+        if key is None or self._cache is None:
+            return None
+        try:
+            return self._cache.results.get(key)  # type: ignore[return-value]
+        except Exception:  # fail open: a broken cache never fails a request
+            log.warning("query cache lookup failed; searching instead", exc_info=True)
+            return None
+
+    async def _embed_query(self, embedder: Embedder, query: str) -> Any:
+        cache = self._cache.embeddings if self._cache is not None else None
+        if cache is None:
+            return await embedder.embed_query(query)
+        key = (embedder.identity.name, embedder.identity.sha256, query)
+        try:
+            vector = cache.get(key)
+        except Exception:
+            log.warning("query cache lookup failed; embedding instead", exc_info=True)
+            vector = None
+        if vector is None:
+            vector = await embedder.embed_query(query)
+            try:
+                cache.put(key, vector)
+            except Exception:  # fail open
+                log.warning("query cache store failed", exc_info=True)
+        return vector
+
+    def _invalidate(self, tenant: str | None) -> None:
+        """This process changed ``tenant``'s index: its cached results are dead."""
+        if self._cache is not None and tenant is not None:
+            self._cache.invalidate(tenant)
 
     # -- answer and score -----------------------------------------------------------------
 
     async def answer(self, query: str, *, tenant: str | None = None, top_k: int | None = None,
                      filters: MetadataFilter | None = None,
                      search_type: SearchType | str | None = None, actor: str = "system",
-                     request_id: str | None = None) -> Answer:
+                     request_id: str | None = None,
+                     principal: Principal | None = None) -> Answer:
         """Retrieve, generate a cited answer, score it claim by claim against the hits, and
         apply ``pipeline.max_hallucination_risk`` / ``on_high_risk`` (see :mod:`.answering`).
 
@@ -564,7 +665,8 @@ class AdvancedRAGPipeline:
         citations, judge and version, scores, unsupported claims, decision), committed
         before this returns — a withheld answer too.
         """
-        ctx = await self._authorize(self._context(actor, request_id), tenant, "answer")
+        ctx = await self._authorize(self._context(actor, request_id, principal), tenant,
+                                    "answer", filters)
         result, retrieval_id = await self._retrieve(ctx, query, top_k, filters, search_type)
         generator, scorer = self._answer_parts()
         began = time.perf_counter()
@@ -607,7 +709,8 @@ class AdvancedRAGPipeline:
 
     async def score(self, question: str, answer: str, contexts: Sequence[str], *,
                     tenant: str | None = None, actor: str = "system",
-                    request_id: str | None = None) -> QualityScores:
+                    request_id: str | None = None,
+                    principal: Principal | None = None) -> QualityScores:
         """Score an answer from your own LLM against the contexts it was given; audited.
 
         Example::
@@ -615,8 +718,21 @@ class AdvancedRAGPipeline:
             quality = await rag.score(question, my_llm_answer, [h.text for h in hits])
             quality.hallucination_risk, [c.claim.text for c in quality.unsupported_claims]
         """
-        ctx = await self._authorize(self._context(actor, request_id), tenant, "score")
+        ctx = await self._authorize(self._context(actor, request_id, principal), tenant, "score")
         _, scorer = self._answer_parts()
+        limits = self.config.pipeline
+        check_text(question, name="the question", max_chars=limits.max_query_chars,
+                   setting="pipeline.max_query_chars", allow_empty=True)
+        check_text(answer, name="the answer", max_chars=self.config.ingest.max_document_chars,
+                   setting="ingest.max_document_chars", allow_empty=True)  # empty: unscored
+        if isinstance(contexts, str) or len(contexts) > limits.max_top_k:
+            raise InputError(f"contexts must be a sequence of at most {limits.max_top_k:,} "
+                             "strings (pipeline.max_top_k)")
+        for context in contexts:  # empty contexts are skipped by the scorer
+            if not isinstance(context, str):
+                raise InputError(f"contexts must be strings, got {type(context).__name__}")
+            check_text(context, name="a context", max_chars=self.config.ingest.max_document_chars,
+                       setting="ingest.max_document_chars", allow_empty=True)
         began = time.perf_counter()
         with collecting() as remote:
             try:
@@ -646,16 +762,17 @@ class AdvancedRAGPipeline:
                               key="drift.query_log")
         return self._drift
 
-    async def _authorize_scope(self, actor: str, tenant: str | None,
-                               operation: str) -> CallContext:
-        """One tenant's drift data needs access to that tenant; all tenants' (``tenant=None``)
-        needs ``"*"`` in ``access.actor_tenants`` when access rules are configured."""
-        ctx = self._context(actor, None)
-        if tenant is not None:
+    async def _authorize_scope(self, actor: str, tenant: str | None, operation: str,
+                               principal: Principal | None = None) -> CallContext:
+        """One tenant's drift data needs access to that tenant (a principal's scope is its
+        own tenant); all tenants' (``tenant=None`` without a principal) needs ``"*"`` in
+        ``access.actor_tenants`` when access rules are configured."""
+        ctx = self._context(actor, None, principal)
+        if tenant is not None or ctx.principal is not None or self.config.access.require_principal:
             return await self._authorize(ctx, tenant, operation)
         rules = self.config.access.actor_tenants
         if rules is not None and "*" not in rules.get(actor, ()):
-            exc = TenantError(f"actor {actor!r} may not read every tenant's queries")
+            exc = AccessDeniedError(f"actor {actor!r} may not read every tenant's queries")
             trail = self._trail()
             await trail.record([recording.access_denied_event(
                 trail, ctx, exc, operation=operation, requested_tenant="*")])
@@ -665,11 +782,13 @@ class AdvancedRAGPipeline:
     async def capture_reference(self, name: str | None = None, *, start: datetime | None = None,
                                 end: datetime | None = None, first: int | None = None,
                                 tenant: str | None = None, replace: bool = False,
-                                actor: str = "system") -> Reference:
+                                actor: str = "system",
+                                principal: Principal | None = None) -> Reference:
         """Snapshot logged retrievals as a named drift reference (default ``drift.reference``):
         those in ``[start, end)``, or the ``first`` N from ``start`` on. Audited."""
         drift = self._drift_recorder()
-        ctx = await self._authorize_scope(actor, tenant, "capture_reference")
+        ctx = await self._authorize_scope(actor, tenant, "capture_reference", principal)
+        tenant = ctx.tenant
         await drift.flush()
         reference = await drift.monitor.capture_reference(
             name or self.config.drift.reference, actor=actor, start=start, end=end, first=first,
@@ -680,7 +799,8 @@ class AdvancedRAGPipeline:
     async def detect_drift(self, sample_queries: Sequence[str] | None = None, *,
                            reference: str | None = None, start: datetime | None = None,
                            end: datetime | None = None, tenant: str | None = None,
-                           actor: str = "system") -> DriftReport:
+                           actor: str = "system",
+                           principal: Principal | None = None) -> DriftReport:
         """Compare current traffic with a reference (default ``drift.reference``).
 
         ``sample_queries`` (the seed's call) are embedded and compared on their embeddings;
@@ -691,7 +811,8 @@ class AdvancedRAGPipeline:
 
         drift = self._drift_recorder()
         embedder, _, _ = self._parts()
-        ctx = await self._authorize_scope(actor, tenant, "detect_drift")
+        ctx = await self._authorize_scope(actor, tenant, "detect_drift", principal)
+        tenant = ctx.tenant
         await drift.flush()
         ref = await drift.monitor.reference(reference)
         if sample_queries is not None:

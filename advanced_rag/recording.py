@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -26,11 +27,12 @@ from compliance.audit.hashing import rfc3339
 from compliance.audit.models import AuditEvent, AuditEventType
 
 from .protocols import SearchRequest
-from .types import DocumentOutcome, DocumentStatus, Hit, MetadataFilter, ModelIdentity
+from .types import Classification, DocumentOutcome, DocumentStatus, Hit, MetadataFilter, ModelIdentity
 
 if TYPE_CHECKING:
     from compliance.audit.trail import AuditTrail
 
+    from .access import Principal
     from .config import PipelineConfig
     from .drift.detector import DriftReport
     from .drift.store import Reference
@@ -81,12 +83,40 @@ class CallContext:
     tenant: str | None
     request_id: str
     session: str | None
+    principal: Principal | None = None
+    clearance: Classification | None = None  # None: every class (no clearance clause)
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/:@\s]*:)[^@\s]*(?=@)")
+
+
+def public_config(config: PipelineConfig) -> dict[str, Any]:
+    """The config as recorded: every ``scheme://user:password@host`` (an ``audit.url`` someone
+    wrote with a password in it, say) has its password replaced by ``***``.
+
+    Example::
+
+        >>> _mask("postgresql+psycopg://rag_app:s3cret@db/rag")
+        'postgresql+psycopg://rag_app:***@db/rag'
+    """
+    return _mask(config.model_dump(mode="json", by_alias=True))  # type: ignore[no-any-return]
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(r"\g<head>***", value)
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    return value
 
 
 def config_digest(config: PipelineConfig) -> str:
-    """SHA-256 of the config's canonical JSON (sorted keys, defaults included)."""
-    text = json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True,
-                      separators=(",", ":"), ensure_ascii=False)
+    """SHA-256 of the recorded config's canonical JSON (sorted keys, defaults included;
+    passwords in URLs masked, so the digest cannot be used to guess them offline)."""
+    text = json.dumps(public_config(config), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -101,10 +131,12 @@ def _event(kind: AuditEventType, ctx: CallContext, payload: dict[str, Any], *,
 
 
 def config_event(config: PipelineConfig, ctx: CallContext, *, event_id: str) -> AuditEvent:
-    """``config_loaded``: the full effective config (it holds no secrets) and its digest."""
+    """``config_loaded``: the full effective config and its digest. Secrets are never config
+    values (the config names the variables holding them); a password written into a URL
+    anyway is masked."""
     return _event(AuditEventType.CONFIG_LOADED, ctx,
-                  {"config_sha256": config_digest(config),
-                   "config": config.model_dump(mode="json", by_alias=True)}, event_id=event_id)
+                  {"config_sha256": config_digest(config), "config": public_config(config)},
+                  event_id=event_id)
 
 
 def model_event(role: str, identity: ModelIdentity, ctx: CallContext) -> AuditEvent:
@@ -195,7 +227,7 @@ def retrieval_events(trail: AuditTrail, ctx: CallContext, *, query: str, request
                      hits: Sequence[Hit], reranker: str | None, rerank_top_k: int,
                      stage_ms: Mapping[str, float], event_id: str,
                      risk: RiskAssessment | None = None,
-                     remote: CallLog | None = None) -> list[AuditEvent]:
+                     remote: CallLog | None = None, cached: bool = False) -> list[AuditEvent]:
     """``retrieval`` (what was asked and what came back), and a child ``rerank`` event when a
     reranker ran (what it saw and what it kept). Remote calls (query embedding, rerank API:
     every attempt, usage) and fallbacks taken are in the ``retrieval`` event."""
@@ -203,6 +235,8 @@ def retrieval_events(trail: AuditTrail, ctx: CallContext, *, query: str, request
                "results": hits_payload(candidates if reranker else hits),
                "latency_ms": {k: round(v, 3) for k, v in stage_ms.items()}, "outcome": "ok",
                **(remote.payload() if remote else {})}
+    if cached:  # served from the query cache: the same hits as the request that filled it
+        payload["cache"] = "hit"
     if risk is not None:
         payload["retrieval_risk"] = {"value": risk.risk, "model": risk.model,
                                      "reason": risk.reason}
@@ -228,9 +262,14 @@ def access_denied_event(trail: AuditTrail, ctx: CallContext, error: BaseExceptio
                         operation: str, requested_tenant: object) -> AuditEvent:
     """``access_denied``: who asked for which tenant, for what, and why it was refused."""
     asked = requested_tenant if isinstance(requested_tenant, str | None) else repr(requested_tenant)
-    return _event(AuditEventType.ACCESS_DENIED, ctx, {
+    payload: dict[str, Any] = {
         "operation": operation, "requested_tenant": trail.text(asked) if asked else asked,
-        "error": type(error).__name__, "message": trail.text(str(error)), "outcome": "denied"})
+        "error": type(error).__name__, "message": trail.text(str(error)), "outcome": "denied"}
+    if ctx.principal is not None:
+        payload["principal"] = {"tenant": ctx.principal.tenant,
+                                "roles": sorted(ctx.principal.roles),
+                                "clearance": ctx.principal.clearance.value}
+    return _event(AuditEventType.ACCESS_DENIED, ctx, payload)
 
 
 def quality_payload(quality: QualityScores, trail: AuditTrail) -> dict[str, Any]:

@@ -132,6 +132,7 @@ class Hit(_ItemAccess):
     source: str
     classification: str
     scores: HitScores
+    tenant: str | None = None  # the tenant the store says the chunk belongs to
 
     @property
     def score(self) -> float:

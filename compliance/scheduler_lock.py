@@ -159,8 +159,10 @@ class SchedulerLock:
         with self._write() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_INSTALL_LOCK})
-                if self.schema is not None:  # validated by AuditSettings' pattern
-                    conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                exists = self.schema is None or conn.scalar(
+                    text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": self.schema})
+                if not exists:  # only when missing: IF NOT EXISTS still needs database CREATE
+                    conn.exec_driver_sql(f'CREATE SCHEMA "{self.schema}"')  # validated name
             self.table.metadata.create_all(conn, checkfirst=True)
 
     def _acquire(self) -> datetime:

@@ -19,6 +19,8 @@ from ..types import MetadataFilter, MetadataValue
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _METADATA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _MAX_LIST = 1024
+MAX_LITERAL_CHARS = 4096
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def check_tenant(tenant: str | None) -> str:
@@ -34,11 +36,21 @@ def check_tenant(tenant: str | None) -> str:
 
 
 def string_literal(value: str) -> str:
-    """A double-quoted Milvus string literal with quotes, backslashes and controls escaped."""
+    """A double-quoted Milvus string literal with quotes and backslashes escaped.
+
+    Milvus's expression parser knows the escapes ``\\"``, ``\\\\``, ``\\n``, ``\\t`` and
+    ``\\r`` but not ``\\b``, ``\\f`` or ``\\uXXXX`` (measured on Milvus Lite): a value with
+    any other control character is refused here, as a :class:`FilterError`, rather than
+    sent to fail inside the store.
+    """
     if not isinstance(value, str):
         raise FilterError(f"expected a string, got {type(value).__name__}")
-    if "\x00" in value:
-        raise FilterError("strings in filters must not contain NUL characters")
+    if len(value) > MAX_LITERAL_CHARS:
+        raise FilterError(f"strings in filters are limited to {MAX_LITERAL_CHARS:,} characters")
+    bad = _CONTROL.search(value)
+    if bad is not None:
+        raise FilterError(f"strings in filters must not contain control characters "
+                          f"(found U+{ord(bad.group()):04X})")
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -47,6 +59,8 @@ def value_literal(value: MetadataValue) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise FilterError("metadata filter integers must fit in 64 bits")
         return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -73,8 +87,10 @@ def epoch_seconds(moment: datetime) -> int:
     return int(moment.astimezone(UTC).timestamp())
 
 
-def compile_filter(tenant: str, spec: MetadataFilter | None = None) -> str:
-    """The Milvus expression for one tenant and an optional typed filter.
+def compile_filter(tenant: str, spec: MetadataFilter | None = None, *,
+                   readable: Iterable[str] | None = None) -> str:
+    """The Milvus expression for one tenant, the classes its caller may read (``readable``,
+    from the clearance: a mandatory second conjunct) and an optional typed filter.
 
     Example::
 
@@ -82,8 +98,10 @@ def compile_filter(tenant: str, spec: MetadataFilter | None = None) -> str:
         # 'tenant_id == "bank-a" and source in ["policy-handbook"]'
     """
     clauses = [f"tenant_id == {string_literal(check_tenant(tenant))}"]
+    if readable is not None:
+        clauses.append(in_list("classification", readable))
     if spec is None:
-        return clauses[0]
+        return " and ".join(clauses)
     if spec.sources is not None:
         clauses.append(in_list("source", spec.sources))
     if spec.classifications is not None:

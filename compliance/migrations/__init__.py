@@ -25,7 +25,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 
 from ..audit.engine import WRITE_OPTION, make_engine
@@ -62,7 +62,12 @@ def upgrade(config: PipelineConfig, revision: str = "head") -> str | None:
         with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:  # type: ignore[attr-defined]
             if schema is not None and conn.dialect.name == "postgresql":
                 # Alembic writes its version table before the first revision runs.
-                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')  # validated name
+                # Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database
+                # even when the schema exists, which a schema owner role need not have.
+                exists = conn.scalar(text("SELECT 1 FROM pg_namespace WHERE nspname = :s"),
+                                     {"s": schema})
+                if exists is None:
+                    conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')  # validated name
                 conn.commit()
             command.upgrade(alembic_config(conn, schema=schema), revision)
             conn.commit()

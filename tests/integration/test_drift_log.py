@@ -143,16 +143,16 @@ async def test_detect_drift_on_sample_queries(embedder, tmp_path: Path) -> None:
 
 
 async def test_drift_calls_respect_tenant_access(embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from advanced_rag.errors import TenantError
+    from advanced_rag.errors import AccessDeniedError
 
     cfg = config(tmp_path).model_copy(update={"access": validate_config(
         {"access": {"actor_tenants": {"teller": ["bank-a"], "ops": ["*"]}}}).access})
     async with AdvancedRAGPipeline(cfg, embedder=embedder) as rag:
         await rag.ingest(DOCS, tenant="bank-a", actor="ops")
         await rag.retrieve("loans", tenant="bank-a", actor="teller")
-        with pytest.raises(TenantError, match="every tenant"):
+        with pytest.raises(AccessDeniedError, match="every tenant"):
             await rag.capture_reference("all", first=1, actor="teller")
-        with pytest.raises(TenantError):
+        with pytest.raises(AccessDeniedError):
             await rag.detect_drift(["loans"], tenant="bank-b", actor="teller")
         mine = await rag.capture_reference("mine", first=1, tenant="bank-a", actor="teller")
         denied = await rag.compliance.query_audit_logs(AuditEventType.ACCESS_DENIED)

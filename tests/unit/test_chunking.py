@@ -97,7 +97,8 @@ def test_ids_depend_on_doc_version_position_and_text() -> None:
     base = chunk_id("d", 1, 0, "text")
     assert base == chunk_id("d", 1, 0, "text") and len(base) == 32
     assert len({base, chunk_id("e", 1, 0, "text"), chunk_id("d", 2, 0, "text"),
-                chunk_id("d", 1, 1, "text"), chunk_id("d", 1, 0, "text!")}) == 5
+                chunk_id("d", 1, 1, "text"), chunk_id("d", 1, 0, "text!"),
+                chunk_id("d", 1, 0, "text", "bank-a"), chunk_id("d", 1, 0, "text", "bank-b")}) == 7
 
 
 def test_bad_sizes_are_refused() -> None:

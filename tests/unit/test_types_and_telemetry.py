@@ -14,7 +14,8 @@ from advanced_rag.types import (
 )
 
 EXPECTED_ALL = {
-    "AdvancedRAGPipeline", "AdvancedRagError", "BackendError", "Chunk", "Classification",
+    "AccessDeniedError", "AdvancedRAGPipeline", "AdvancedRagError", "BackendError", "Chunk",
+    "Classification", "Principal", "ProviderError",
     "ConfigError", "Document", "DocumentError", "DocumentOutcome", "DocumentStatus",
     "EmbedderError", "FilterError", "Fusion", "Hit",
     "HitScores", "IngestFailure", "IngestReport", "InputError", "MetadataFilter",

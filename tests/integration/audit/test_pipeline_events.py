@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from advanced_rag import AdvancedRAGPipeline, Document, MetadataFilter, TenantError
+from advanced_rag import (
+    AccessDeniedError,
+    AdvancedRAGPipeline,
+    Document,
+    MetadataFilter,
+    TenantError,
+)
 from advanced_rag.config import PipelineConfig, validate_config
 from advanced_rag.errors import FilterError, InputError
 from advanced_rag.recording import config_digest
@@ -144,9 +150,9 @@ async def test_failed_retrieval_is_recorded_then_raised(rag: AdvancedRAGPipeline
 
 
 async def test_refused_tenants_are_recorded_as_access_denied(rag: AdvancedRAGPipeline) -> None:
-    with pytest.raises(TenantError, match="may not access"):
+    with pytest.raises(AccessDeniedError, match="may not access"):
         await rag.retrieve("edd", tenant="bank-b", actor="alice")
-    with pytest.raises(TenantError, match="may not access"):
+    with pytest.raises(AccessDeniedError, match="may not access"):
         await rag.ingest([KYC], tenant="bank-a", actor="mallory")
     with pytest.raises(TenantError, match="not allowed"):
         await rag.retrieve("edd", tenant='x" or 1==1', actor="ops")

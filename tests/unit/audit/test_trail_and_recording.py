@@ -115,3 +115,18 @@ def test_document_events_map_each_status_and_mask_reasons() -> None:
     assert failed.payload["reason"] == "owner [REDACTED:email] refused"
     assert "chunk_ids" not in failed.payload
     assert (failed.actor, failed.tenant, failed.request_id) == ("alice", "bank-a", "req-1")
+
+
+def test_passwords_in_urls_are_masked_in_the_recorded_config() -> None:
+    from advanced_rag.recording import public_config
+
+    secret = "s3cr3t-pw"
+    config = validate_config({"audit": {"url": f"postgresql+psycopg://rag_app:{secret}@db/rag"},
+                              "milvus": {"uri": f"http://root:{secret}@milvus:19530"}})
+    public = public_config(config)
+    assert secret not in repr(public)
+    assert public["audit"]["url"] == "postgresql+psycopg://rag_app:***@db/rag"
+    assert public["milvus"]["uri"] == "http://root:***@milvus:19530"
+    other = validate_config({"audit": {"url": "postgresql+psycopg://rag_app:other@db/rag"},
+                             "milvus": {"uri": "http://root:other@milvus:19530"}})
+    assert config_digest(config) == config_digest(other)  # the digest reveals nothing of it
