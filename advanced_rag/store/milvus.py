@@ -26,8 +26,9 @@ from .filters import check_tenant, in_list, string_literal
 
 MAX_TEXT_CHARS = 65_535
 _OUTPUT_FIELDS = ["chunk_id", "doc_id", "doc_version", "text", "metadata", "source",
-                  "classification"]
+                  "classification", "tenant_id"]  # tenant_id: checked again by the pipeline
 _BM25_MIN_VERSION = (2, 5, 0)
+_RELIABLE_UPSERT_VERSION = (2, 4, 0)  # see ServerInfo.reliable_upsert
 
 # Milvus Lite runs an in-process server per database folder and holds a lock on it until
 # released; stores of this process that share a folder release it when the last one closes.
@@ -38,6 +39,31 @@ _lite_guard = threading.Lock()
 def _lite_acquire(path: str) -> None:
     with _lite_guard:
         _lite_users[path] = _lite_users.get(path, 0) + 1
+
+
+def _check_lite_unlocked(path: str) -> None:
+    """Refuse clearly when another process holds the Lite database folder (pymilvus only
+    reports "Open local milvus failed"). A folder this process already uses is fine: Lite
+    shares it within a process. POSIX only; elsewhere the store's own error stands."""
+    lock = Path(path) / "LOCK"
+    with _lite_guard:
+        if _lite_users.get(path) or not lock.is_file():
+            return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return
+    with open(lock, "rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise VectorStoreError(
+                f"Milvus Lite database {path} is locked by another process (Lite serves one "
+                "process per folder). To share it, run `milvus-lite server --data-dir "
+                f"{path} --host 127.0.0.1 --port 19530 --max-workers 1` and set milvus.uri to "
+                "http://127.0.0.1:19530 in every process (docs/lite_server.md)",
+                retriable=False) from None
+        fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _lite_release(path: str) -> None:
@@ -70,6 +96,10 @@ class ServerInfo:
     version: str
     is_lite: bool
     supports_bm25: bool
+    # Milvus before 2.4 hashes the wrong field to pick an upserted row's partition when the
+    # collection has a partition key (milvus-io/milvus#30607, fixed by #30772): the row lands
+    # where a tenant-filtered read never looks. There, write() deletes and inserts instead.
+    reliable_upsert: bool = True
 
 
 def parse_version(raw: str) -> tuple[int, int, int] | None:
@@ -81,10 +111,14 @@ def parse_version(raw: str) -> tuple[int, int, int] | None:
 
 
 def server_info(raw_version: str) -> ServerInfo:
-    is_lite = "lite" in raw_version.lower()
+    # Only milvus-lite (3.x, "milvus_lite-3.2.2") is Lite. The PyPI ``milvus`` package's
+    # embedded standalone server reports "v2.3.5-lite" but is a real 2.3 server: no BM25.
+    is_lite = raw_version.lower().startswith("milvus_lite")
     parsed = parse_version(raw_version)
     supports = is_lite or (parsed is not None and parsed >= _BM25_MIN_VERSION)
-    return ServerInfo(version=raw_version, is_lite=is_lite, supports_bm25=supports)
+    upsert = is_lite or parsed is None or parsed >= _RELIABLE_UPSERT_VERSION
+    return ServerInfo(version=raw_version, is_lite=is_lite, supports_bm25=supports,
+                      reliable_upsert=upsert)
 
 
 def bm25_score(raw: float, *, is_lite: bool) -> float:
@@ -175,6 +209,7 @@ class MilvusStore:
 
         kwargs = self._connection_kwargs()
         if self._settings.is_lite:
+            _check_lite_unlocked(kwargs["uri"])
             _lite_acquire(kwargs["uri"])
             self._lite_path = kwargs["uri"]
         try:
@@ -297,11 +332,22 @@ class MilvusStore:
         if self._chunk_counts:
             for row, r in zip(data, rows, strict=True):
                 row["chunk_count"] = r.chunk_count
+        client = self._require()
+        timeout = self._settings.timeout_s
         try:
-            result = await self._require().upsert(self._name, data, timeout=self._settings.timeout_s)
+            if self.info is None or self.info.reliable_upsert:
+                result = await client.upsert(self._name, data, timeout=timeout)
+                return int(result.get("upsert_count", len(data)))
+            # An older server's upsert misroutes partition-key rows (ServerInfo.reliable_upsert):
+            # replace the rows by primary key, then insert (which routes them correctly).
+            ids = [row["chunk_id"] for row in data]
+            for start in range(0, len(ids), 1000):
+                await client.delete(self._name, filter=in_list("chunk_id", ids[start:start + 1000]),
+                                    timeout=timeout)
+            result = await client.insert(self._name, data, timeout=timeout)
         except Exception as exc:
             raise _wrap("upsert", exc) from exc
-        return int(result.get("upsert_count", len(data)))
+        return int(result.get("insert_count", len(data)))
 
     async def _delete(self, expr: str) -> int:
         try:
@@ -411,7 +457,10 @@ class MilvusStore:
             raise VectorStoreError(f"collection {self._name!r} is not loaded (state {label!r})",
                                    retriable=True)
         version = self.info.version if self.info is not None else "unknown"
+        # What answered, not what the uri looks like: `milvus-lite server` is Lite over http.
         kind = "Lite" if self._settings.is_lite else "server"
+        if self.info is not None and self.info.is_lite and not self._settings.is_lite:
+            kind = "Lite server"
         return f"collection {self._name!r} loaded (Milvus {kind} {version})"
 
     async def count(self, tenant: str | None = None) -> int:
@@ -487,4 +536,5 @@ class MilvusStore:
             source=entity.get("source", ""),
             classification=entity.get("classification", ""),
             scores=HitScores(**scores),
+            tenant=entity.get("tenant_id"),
         )

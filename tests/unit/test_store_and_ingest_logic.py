@@ -27,6 +27,9 @@ def test_capabilities_by_version() -> None:
     assert server_info("v2.5.0").supports_bm25 and not server_info("v2.5.0").is_lite
     assert not server_info("v2.4.9").supports_bm25
     assert not server_info("garbage").supports_bm25
+    embedded = server_info("v2.3.5-lite")  # the PyPI `milvus` package: a real 2.3 server
+    assert not embedded.is_lite and not embedded.supports_bm25 and not embedded.reliable_upsert
+    assert server_info("v2.4.0").reliable_upsert and server_info("milvus_lite-3.2.2").reliable_upsert
 
 
 def test_bm25_is_positive_on_both_backends() -> None:
