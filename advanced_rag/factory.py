@@ -33,22 +33,14 @@ _KEY_ENV = {"openai": "OPENAI_API_KEY", "cohere": "CO_API_KEY"}
 async def build_embedder(settings: EmbedderSettings, *,
                          resilience: Resilience | None = None) -> Embedder:
     """Load the configured embedder (a local model loads in a worker thread)."""
-    if settings.kind == "openai":
-        from .embed.remote import OpenAIEmbedder
+    if settings.kind in _KEY_ENV:  # hosted: openai or cohere
+        from .embed.remote import CohereEmbedder, OpenAIEmbedder
 
-        return OpenAIEmbedder(settings.model, dimension=settings.dimension,
-                              base_url=settings.base_url,
-                              api_key_env=settings.api_key_env or _KEY_ENV["openai"],
-                              timeout_s=settings.timeout_s, batch_size=settings.batch_size,
-                              resilience=resilience)
-    if settings.kind == "cohere":
-        from .embed.remote import CohereEmbedder
-
-        return CohereEmbedder(settings.model, dimension=settings.dimension,
-                              base_url=settings.base_url,
-                              api_key_env=settings.api_key_env or _KEY_ENV["cohere"],
-                              timeout_s=settings.timeout_s, batch_size=settings.batch_size,
-                              resilience=resilience)
+        hosted = OpenAIEmbedder if settings.kind == "openai" else CohereEmbedder
+        return hosted(settings.model, dimension=settings.dimension, base_url=settings.base_url,
+                      api_key_env=settings.api_key_env or _KEY_ENV[settings.kind],
+                      timeout_s=settings.timeout_s, batch_size=settings.batch_size,
+                      resilience=resilience)
     from .embed.sentence_transformers import SentenceTransformerEmbedder
 
     return await asyncio.to_thread(

@@ -44,7 +44,7 @@ from .errors import AccessDeniedError, AdvancedRagError, ConfigError, InputError
 from .generate.base import Generator
 from .ingestion import Ingestor, ProgressCallback
 from .limits import check_text, check_top_k
-from .protocols import Embedder, Reranker, SearchRequest, VectorStore
+from .protocols import Embedder, Reranker, SearchRequest, VectorStore, close_component
 from .recording import CallContext
 from .remote.calls import CallLog, collecting
 from .remote.resilience import Resilience
@@ -254,13 +254,7 @@ class AdvancedRAGPipeline:
             await self._lineage.close()
             self._lineage = None
         for component in self._built:  # components passed in belong to the caller
-            aclose = getattr(component, "aclose", None)
-            if callable(aclose):
-                await aclose()
-                continue
-            closer = getattr(component, "close", None)
-            if callable(closer):
-                closer()
+            await close_component(component)
         self._built.clear()
         if self._compliance is not None:
             await self._compliance.close()

@@ -140,3 +140,15 @@ class VectorStore(Protocol):
     async def search(self, request: SearchRequest) -> list[Hit]: ...
 
     async def count(self, tenant: str | None = None) -> int: ...
+
+
+async def close_component(component: object) -> None:
+    """Release what a component holds: ``await aclose()`` if it has one (HTTP clients),
+    else ``close()`` (worker threads), else nothing."""
+    aclose = getattr(component, "aclose", None)
+    if callable(aclose):
+        await aclose()
+        return
+    close = getattr(component, "close", None)
+    if callable(close):
+        close()

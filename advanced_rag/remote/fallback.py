@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from ..errors import BackendError, ProviderError
 from ..generate.base import Generation, Generator
-from ..protocols import Reranker
+from ..protocols import Reranker, close_component
 from ..scoring.base import Claim, Judge, JudgeResult
 from ..types import Hit
 from .calls import FallbackTaken, report_fallback
@@ -71,13 +71,7 @@ class _Chain:
 
     async def aclose(self) -> None:
         for member in self._members:
-            aclose = getattr(member, "aclose", None)
-            if callable(aclose):
-                await aclose()
-                continue
-            close = getattr(member, "close", None)
-            if callable(close):
-                close()
+            await close_component(member)
 
 
 class FallbackReranker(_Chain):
