@@ -41,29 +41,33 @@ def _lite_acquire(path: str) -> None:
         _lite_users[path] = _lite_users.get(path, 0) + 1
 
 
-def _check_lite_unlocked(path: str) -> None:
-    """Refuse clearly when another process holds the Lite database folder (pymilvus only
-    reports "Open local milvus failed"). A folder this process already uses is fine: Lite
-    shares it within a process. POSIX only; elsewhere the store's own error stands."""
+def _locked_elsewhere(path: str) -> bool:
+    """Whether another process holds the Lite database folder's lock. Asked only after
+    opening failed (pymilvus then reports just "Open local milvus failed"): a folder this
+    process uses is shared within it, so the question is meaningful only then. POSIX only."""
     lock = Path(path) / "LOCK"
-    with _lite_guard:
-        if _lite_users.get(path) or not lock.is_file():
-            return
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
-        return
-    with open(lock, "rb") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise VectorStoreError(
-                f"Milvus Lite database {path} is locked by another process (Lite serves one "
-                "process per folder). To share it, run `milvus-lite server --data-dir "
-                f"{path} --host 127.0.0.1 --port 19530 --max-workers 1` and set milvus.uri to "
-                "http://127.0.0.1:19530 in every process (docs/lite_server.md)",
-                retriable=False) from None
-        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+    try:
+        with open(lock, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
+
+
+def _locked_error(path: str) -> VectorStoreError:
+    return VectorStoreError(
+        f"Milvus Lite database {path} is locked by another process (Lite serves one process "
+        f"per folder). To share it, run `milvus-lite server --data-dir {path} --host 127.0.0.1 "
+        "--port 19530 --max-workers 1` and set milvus.uri to http://127.0.0.1:19530 in every "
+        "process (docs/lite_server.md)", retriable=False)
 
 
 def _lite_release(path: str) -> None:
@@ -209,7 +213,6 @@ class MilvusStore:
 
         kwargs = self._connection_kwargs()
         if self._settings.is_lite:
-            _check_lite_unlocked(kwargs["uri"])
             _lite_acquire(kwargs["uri"])
             self._lite_path = kwargs["uri"]
         try:
@@ -227,6 +230,8 @@ class MilvusStore:
             raise
         except Exception as exc:
             await self.close()
+            if self._settings.is_lite and _locked_elsewhere(kwargs["uri"]):
+                raise _locked_error(kwargs["uri"]) from exc
             raise _wrap(f"connection to {self._settings.uri}", exc) from exc
 
     async def close(self) -> None:
