@@ -44,6 +44,7 @@ bench: setup
 	$(BIN)/python benchmarks/faithfulness.py
 	$(BIN)/python benchmarks/retrieval_risk.py
 	$(BIN)/python benchmarks/drift_power.py
+	$(BIN)/python benchmarks/rerank_cost.py
 
 clean:
 	rm -rf $(VENV) .advanced-rag .pytest_cache

@@ -139,6 +139,9 @@ class RerankerSettings(_Model):
     api_key_env: str | None = None  # None: CO_API_KEY
     timeout_s: float = Field(10.0, gt=0)
     max_tokens_per_doc: int | None = Field(None, ge=1, le=32_768)
+    budget: Literal["fixed", "adaptive"] = "adaptive"
+    min_candidates: int = Field(5, ge=1, le=1000)
+    reserve_ms: float = Field(5.0, ge=0.0, le=60_000.0)
     fallback: tuple[RerankerSettings, ...] = ()
 
     @model_validator(mode="after")

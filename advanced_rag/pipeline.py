@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from types import TracebackType
@@ -49,6 +49,7 @@ from .recording import CallContext
 from .remote.calls import CallLog, collecting
 from .remote.resilience import Resilience
 from .rerank import NoReranker
+from .rerank.budget import RerankCost, RerankPlan, plan_rerank
 from .scoring.base import Judge
 from .scoring.quality import AnswerScorer, QualityScores, unscored
 from .scoring.retrieval_risk import RiskAssessment, RiskModels, assess, load_risk_models, signature
@@ -75,6 +76,17 @@ if TYPE_CHECKING:
     from .health import HealthReport
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Searched:
+    """What the search stage of one retrieval produced."""
+
+    request: SearchRequest
+    candidates: list[Hit]
+    hits: list[Hit]
+    cached: bool = False
+    plan: RerankPlan | None = None
 
 
 class AdvancedRAGPipeline:
@@ -108,6 +120,7 @@ class AdvancedRAGPipeline:
         self._latency = LatencyRecorder(self.config.pipeline.target_latency_ms)
         self._resilience = Resilience(self.config.resilience)
         self._principal: Principal | None = None
+        self._rerank_cost = RerankCost()
         cache = self.config.cache
         self._cache = (QueryCache(ttl_s=cache.ttl_s, max_entries=cache.max_entries,
                                   embeddings=cache.embeddings) if cache.enabled else None)
@@ -138,6 +151,7 @@ class AdvancedRAGPipeline:
         sibling._session = self._session
         sibling._resilience = self._resilience
         sibling._principal = self._principal
+        sibling._rerank_cost = self._rerank_cost
         sibling._cache = self._cache  # result keys include the settings that decide them
         sibling._risk_models = self._risk_models
         sibling._drift = self._drift
@@ -509,8 +523,7 @@ class AdvancedRAGPipeline:
         timer = StageTimer()
         with collecting() as remote:
             try:
-                request, candidates, hits, cached = await self._search(
-                    query, ctx, top_k, filters, search_type, timer)
+                found = await self._search(query, ctx, top_k, filters, search_type, timer)
             except Exception as exc:
                 details: dict[str, Any] = {
                     "search_type": str(search_type or settings.search_type),
@@ -522,6 +535,7 @@ class AdvancedRAGPipeline:
                         .decode("utf-8")))
                 await self._record_failure(AuditEventType.RETRIEVAL, ctx, exc, began, details)
                 raise
+        request, candidates, hits = found.request, found.candidates, found.hits
         _, _, reranker = self._parts()
         reranked = None if isinstance(reranker, NoReranker) else reranker.name
         with timer.stage("risk"):
@@ -533,7 +547,7 @@ class AdvancedRAGPipeline:
                 candidates=candidates, hits=hits, reranker=reranked,
                 rerank_top_k=min(settings.rerank_top_k, request.limit),
                 stage_ms=dict(timer.stage_ms), event_id=event_id, risk=risk, remote=remote,
-                cached=cached))
+                cached=found.cached, rerank_plan=found.plan))
         if self._drift is not None:
             assert ctx.tenant is not None
             self._drift.log_retrieval(event_id, ctx.tenant, request, hits, risk.risk)
@@ -542,7 +556,8 @@ class AdvancedRAGPipeline:
         metrics = RetrievalMetrics(stage_ms=dict(timer.stage_ms), total_ms=total,
                                    target_latency_ms=settings.target_latency_ms,
                                    hallucination_risk=risk.risk,
-                                   hallucination_risk_reason=risk.reason)
+                                   hallucination_risk_reason=risk.reason,
+                                   rerank=None if found.plan is None else found.plan.to_payload())
         assert ctx.tenant is not None
         return RetrievalResult(query=query, tenant=ctx.tenant, search_type=request.search_type,
                                hits=tuple(hits), metrics=metrics), event_id
@@ -557,9 +572,9 @@ class AdvancedRAGPipeline:
 
     async def _search(self, query: str, ctx: CallContext, top_k: int | None,
                       filters: MetadataFilter | None, search_type: SearchType | str | None,
-                      timer: StageTimer) -> tuple[SearchRequest, list[Hit], list[Hit], bool]:
+                      timer: StageTimer) -> _Searched:
         """Validate, embed, search, rerank: the request, the first-stage hits, the final hits,
-        and whether they came from the query cache."""
+        whether they came from the query cache, and the rerank budget decision."""
         embedder, store, reranker = self._parts()
         settings = self.config.pipeline
         check_text(query, name="the query", max_chars=settings.max_query_chars,
@@ -576,7 +591,7 @@ class AdvancedRAGPipeline:
         key = self._cache_key(ctx.tenant, query, kind, limit, expr, reranker.name)
         cached = self._cached(key)
         if cached is not None:
-            return (*cached, True)
+            return _Searched(*cached, cached=True)
         vector = None
         if kind is not SearchType.KEYWORD:
             with timer.stage("embed"):
@@ -589,16 +604,37 @@ class AdvancedRAGPipeline:
         with timer.stage("search"):
             candidates = await store.search(request)
         check_hits(candidates, ctx.tenant, ctx.clearance)
-        hits = candidates
+        hits, plan = candidates, None
         if not isinstance(reranker, NoReranker):
             with timer.stage("rerank"):
-                hits = await reranker.rerank(query, candidates, min(settings.rerank_top_k, limit))
+                hits, plan = await self._rerank(reranker, query, candidates,
+                                                min(settings.rerank_top_k, limit), timer)
         if key is not None and self._cache is not None:
             try:
                 self._cache.results.put(key, (request, candidates, hits))
             except Exception:  # fail open
                 log.warning("query cache store failed", exc_info=True)
-        return request, candidates, hits, False
+        return _Searched(request, candidates, hits, plan=plan)
+
+    async def _rerank(self, reranker: Reranker, query: str, candidates: list[Hit], top: int,
+                      timer: StageTimer) -> tuple[list[Hit], RerankPlan]:
+        """Rerank the first-stage top that fits ``target_latency_ms`` (see
+        :mod:`.rerank.budget`); unreranked candidates follow in first-stage order."""
+        settings = self.config.reranker
+        cost = self._rerank_cost
+        if settings.budget == "fixed":
+            plan = RerankPlan(len(candidates), len(candidates), None, cost.per_passage_ms,
+                              "fixed: reranking every candidate")
+        else:
+            plan = plan_rerank(len(candidates), elapsed_ms=timer.total_ms,
+                               target_ms=self.config.pipeline.target_latency_ms,
+                               per_passage_ms=cost.per_passage_ms,
+                               minimum=settings.min_candidates, reserve_ms=settings.reserve_ms)
+        head, tail = candidates[:plan.reranked], candidates[plan.reranked:]
+        began = time.perf_counter()
+        reranked = await reranker.rerank(query, head, min(top, len(head)))
+        cost.observe(len(head), (time.perf_counter() - began) * 1000.0)
+        return [*reranked, *tail[:max(top - len(reranked), 0)]], plan
 
     # -- query cache (fails open: see .cache) ----------------------------------------------
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .drift.store import Reference
     from .generate.base import Generation
     from .remote.calls import CallLog
+    from .rerank.budget import RerankPlan
     from .scoring.quality import QualityScores
     from .scoring.retrieval_risk import RiskAssessment
 
@@ -227,7 +228,8 @@ def retrieval_events(trail: AuditTrail, ctx: CallContext, *, query: str, request
                      hits: Sequence[Hit], reranker: str | None, rerank_top_k: int,
                      stage_ms: Mapping[str, float], event_id: str,
                      risk: RiskAssessment | None = None,
-                     remote: CallLog | None = None, cached: bool = False) -> list[AuditEvent]:
+                     remote: CallLog | None = None, cached: bool = False,
+                     rerank_plan: RerankPlan | None = None) -> list[AuditEvent]:
     """``retrieval`` (what was asked and what came back), and a child ``rerank`` event when a
     reranker ran (what it saw and what it kept). Remote calls (query embedding, rerank API:
     every attempt, usage) and fallbacks taken are in the ``retrieval`` event."""
@@ -245,7 +247,8 @@ def retrieval_events(trail: AuditTrail, ctx: CallContext, *, query: str, request
         events.append(_event(AuditEventType.RERANK, ctx, {
             "reranker": reranker, "candidates": len(candidates), "top_k": rerank_top_k,
             "results": hits_payload(hits),
-            "latency_ms": round(stage_ms.get("rerank", 0.0), 3), "outcome": "ok"},
+            "latency_ms": round(stage_ms.get("rerank", 0.0), 3), "outcome": "ok",
+            **({"budget": rerank_plan.to_payload()} if rerank_plan is not None else {})},
             parent=event_id))
     return events
 

@@ -155,6 +155,7 @@ class RetrievalMetrics(_ItemAccess):
     target_latency_ms: float
     hallucination_risk: float | None = None
     hallucination_risk_reason: str | None = None
+    rerank: Mapping[str, Any] | None = None  # the rerank budget decision, when one ran
 
     @property
     def sla_met(self) -> bool:
