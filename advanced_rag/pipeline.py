@@ -48,7 +48,7 @@ from .protocols import Embedder, Reranker, SearchRequest, VectorStore, close_com
 from .recording import CallContext
 from .remote.calls import CallLog, collecting
 from .remote.resilience import Resilience
-from .rerank import NoReranker
+from .rerank import CrossEncoderReranker, NoReranker
 from .rerank.budget import RerankCost, RerankPlan, plan_rerank
 from .scoring.base import Judge
 from .scoring.quality import AnswerScorer, QualityScores, unscored
@@ -622,9 +622,13 @@ class AdvancedRAGPipeline:
         :mod:`.rerank.budget`); unreranked candidates follow in first-stage order."""
         settings = self.config.reranker
         cost = self._rerank_cost
-        if settings.budget == "fixed":
+        primary = (getattr(reranker, "members", None) or (reranker,))[0]
+        if settings.budget == "fixed" or not isinstance(primary, CrossEncoderReranker):
+            reason = ("fixed: reranking every candidate" if settings.budget == "fixed" else
+                      "not a local cross-encoder (its cost does not grow with the candidates): "
+                      "reranking every candidate")
             plan = RerankPlan(len(candidates), len(candidates), None, cost.per_passage_ms,
-                              "fixed: reranking every candidate")
+                              reason)
         else:
             plan = plan_rerank(len(candidates), elapsed_ms=timer.total_ms,
                                target_ms=self.config.pipeline.target_latency_ms,

@@ -9,8 +9,9 @@ the first-stage top ``n`` that fit in what is left of the target after embedding
 order behind the reranked ones. The decision (:class:`RerankPlan`) is in the retrieval's
 metrics and its ``rerank`` audit event, so an auditor can see why a request reranked 7 of 20.
 
-``fixed`` reranks every candidate, as before. Until a cost is known (the first rerank),
-adaptive reranks everything too, and measures.
+``fixed`` reranks every candidate, as before; so does a hosted reranker (Cohere), whose cost
+is mostly the round trip. Until a cost is known (the first rerank), adaptive reranks
+everything too, and measures.
 
 Example::
 

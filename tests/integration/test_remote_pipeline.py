@@ -133,6 +133,10 @@ async def test_remote_calls_are_audited_with_attempts_and_usage(
     assert rerank["reranker"] == "cohere:rerank-test"
     assert rerank["results"]["chunk_id"] == [h.chunk_id for h in result.hits]
     assert rerank["results"]["scores"]["rerank"] == [h.scores.rerank for h in result.hits]
+    # a hosted reranker is never cut down by the latency budget: its cost is the round trip
+    assert rerank["budget"]["reranked"] == rerank["budget"]["candidates"]
+    assert result.metrics.rerank is not None
+    assert "not a local cross-encoder" in result.metrics.rerank["reason"]
 
     answer = await rag.answer(QUESTION, tenant=TENANT, actor="alice")
     assert answer.text is not None and "credit committee" in answer.text
