@@ -219,10 +219,15 @@ class MilvusStore:
             self._sync = await asyncio.to_thread(MilvusClient, **kwargs)
             self.info = server_info(await asyncio.to_thread(self._sync.get_server_version))
             exists = await asyncio.to_thread(self._sync.has_collection, self._name)
+            if not exists:
+                try:
+                    await asyncio.to_thread(self._create)
+                except Exception as exc:  # another process created it between the two calls
+                    if "already exist" not in str(exc).lower():
+                        raise
+                    exists = True
             if exists:
                 await asyncio.to_thread(self._check_existing)
-            else:
-                await asyncio.to_thread(self._create)
             await asyncio.to_thread(self._sync.load_collection, self._name)
             self._client = AsyncMilvusClient(**kwargs)
         except (UnsupportedBackendError, ConfigError):

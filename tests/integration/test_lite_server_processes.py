@@ -456,3 +456,26 @@ def test_app_scheduler_and_cli_share_one_lite_server(tmp_path: Path, server: Lit
     assert not [p for p in tmp_path.rglob("*.db") if p.is_dir()]
     assert (server.data_dir / "LOCK").exists()
     print(f"processes: {elapsed:.1f} s; {len(events)} audit events; app loops {app['loops']}")
+
+
+async def test_a_collection_created_by_another_process_meanwhile_is_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race CI hit with four processes starting on one server: each asks
+    has_collection (False), one creates it, the next create fails 'already exists'. The
+    interleaving is reproduced deterministically by answering False to the second store."""
+    from pymilvus import MilvusClient
+
+    settings = MilvusSettings(uri=str(tmp_path / "race.db"))
+    first = MilvusStore(settings, dimension=8)
+    await first.open()
+    await first.close()
+    monkeypatch.setattr(MilvusClient, "has_collection", lambda self, name, **kw: False)
+    second = MilvusStore(settings, dimension=8)
+    await second.open()  # create raises "already exists": the store uses the existing one
+    try:
+        assert await second.count() == 0
+    finally:
+        await second.close()
+    wrong = MilvusStore(settings, dimension=16)  # ... and still checks it matches
+    with pytest.raises(Exception, match="8-d vectors"):
+        await wrong.open()
