@@ -26,7 +26,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import AccessDeniedError, InputError, VectorStoreError
@@ -51,8 +51,8 @@ class Principal:
 
     actor: str
     tenant: str
-    roles: frozenset[str] = field(default_factory=frozenset)
-    clearance: Classification = Classification.INTERNAL
+    roles: frozenset[str]
+    clearance: Classification
 
     def __init__(self, actor: str, tenant: str, roles: Iterable[str] = (),
                  clearance: Classification | str = Classification.INTERNAL) -> None:

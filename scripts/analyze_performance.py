@@ -21,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from advanced_rag.cli import _load  # noqa: E402
+from advanced_rag.cli import _load, report_error  # noqa: E402
 from advanced_rag.cli.audit import parse_when  # noqa: E402
-from advanced_rag.errors import AdvancedRagError, ConfigError, InputError  # noqa: E402
+from advanced_rag.errors import AdvancedRagError  # noqa: E402
 from compliance.reports import format_table, performance_report  # noqa: E402
 from compliance.reports.performance import GRANULARITIES  # noqa: E402
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_OK = 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,12 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             _load(args.config), granularity=args.period,
             start=parse_when(args.start) if args.start else None,
             end=parse_when(args.end) if args.end else None, output=args.output))
-    except (ConfigError, InputError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_USAGE
     except AdvancedRagError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_ERROR
+        return report_error(exc)
     if args.json:
         print(json.dumps({**trend.to_dict(), "chart": str(png)}, indent=2))
     else:

@@ -23,12 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from advanced_rag.cli import _load  # noqa: E402
+from advanced_rag.cli import _load, report_error  # noqa: E402
 from advanced_rag.cli.report import monthly_lines  # noqa: E402
-from advanced_rag.errors import AdvancedRagError, ConfigError, InputError  # noqa: E402
+from advanced_rag.errors import AdvancedRagError  # noqa: E402
 from compliance.reports import write_monthly_report  # noqa: E402
-
-EXIT_ERROR, EXIT_USAGE = 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,12 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(write_monthly_report(_load(args.config), month=args.month,
                                                   out_dir=args.out_dir, actor=args.actor,
                                                   public_key=args.public_key))
-    except (ConfigError, InputError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_USAGE
     except AdvancedRagError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_ERROR
+        return report_error(exc)
     lines = monthly_lines(result)
     if result.report.chain.failure is not None:
         sys.stderr.write(lines[0] + "\n")

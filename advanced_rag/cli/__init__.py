@@ -186,6 +186,13 @@ async def cmd_query(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def report_error(exc: AdvancedRagError) -> int:
+    """Print ``error: ...`` and return the exit code: 2 for bad usage or configuration
+    (:class:`ConfigError`, :class:`InputError`), 1 for work that failed."""
+    sys.stderr.write(f"error: {exc}\n")
+    return EXIT_USAGE if isinstance(exc, ConfigError | InputError) else EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -197,12 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if asyncio.iscoroutine(outcome):
             outcome = asyncio.run(outcome)
         return int(outcome)
-    except (ConfigError, InputError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_USAGE
     except AdvancedRagError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_FAILED
+        return report_error(exc)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return EXIT_FAILED

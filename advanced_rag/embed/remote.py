@@ -110,8 +110,33 @@ class _RemoteEmbedder:
     def _where(self) -> str:
         return self._endpoint.where
 
-    async def _embed_batch(self, texts: list[str], *, query: bool) -> np.ndarray:
+    async def _request(self, texts: list[str], *, query: bool) -> tuple[Any, Any]:
+        """One provider call: the raw rows it returned (one per text, or something else to
+        be refused as malformed) and the response (for its usage)."""
         raise NotImplementedError
+
+    def _usage(self, response: Any) -> dict[str, float]:
+        raise NotImplementedError
+
+    async def _embed_batch(self, texts: list[str], *, query: bool) -> np.ndarray:
+        """Embed one batch under the resilience policy, validating what came back."""
+        endpoint = self._endpoint
+        provider = endpoint.provider
+
+        async def attempt() -> tuple[np.ndarray, Any]:
+            try:
+                rows, response = await self._request(texts, query=query)
+            except endpoint.sdk_errors as exc:
+                raise endpoint.error(exc, "embed") from exc
+            if not isinstance(rows, list) or len(rows) != len(texts):
+                count = len(rows) if isinstance(rows, list) else 0
+                raise ProviderError(f"{self._where()} returned {count} embeddings for "
+                                    f"{len(texts)} texts", provider=provider, kind="malformed")
+            return _normalised(rows, self._dimension, self._where(), provider), response
+
+        vectors, _ = await self._resilience.call(endpoint.target, "embed", attempt,
+                                                 usage=lambda result: self._usage(result[1]))
+        return vectors
 
     async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -148,27 +173,17 @@ class OpenAIEmbedder(_RemoteEmbedder):
         super().__init__(endpoint, dimension=dimension, batch_size=batch_size,
                          resilience=resilience or Resilience())
 
-    async def _embed_batch(self, texts: list[str], *, query: bool) -> np.ndarray:
+    async def _request(self, texts: list[str], *, query: bool) -> tuple[Any, Any]:
         endpoint = self._endpoint
         assert isinstance(endpoint, OpenAIEndpoint)
+        response = await endpoint.client.embeddings.create(
+            model=endpoint.model, input=texts, encoding_format="float")
+        data = sorted(getattr(response, "data", None) or [],
+                      key=lambda item: getattr(item, "index", 0))
+        return [getattr(item, "embedding", None) for item in data], response
 
-        async def attempt() -> tuple[np.ndarray, Any]:
-            try:
-                response = await endpoint.client.embeddings.create(
-                    model=endpoint.model, input=texts, encoding_format="float")
-            except endpoint.sdk_errors as exc:
-                raise endpoint.error(exc, "embed") from exc
-            data = sorted(getattr(response, "data", None) or [],
-                          key=lambda item: getattr(item, "index", 0))
-            if len(data) != len(texts):
-                raise ProviderError(f"{self._where()} returned {len(data)} embeddings for "
-                                    f"{len(texts)} texts", provider="openai", kind="malformed")
-            rows = [getattr(item, "embedding", None) for item in data]
-            return _normalised(rows, self._dimension, self._where(), "openai"), response
-
-        vectors, _ = await self._resilience.call(
-            endpoint.target, "embed", attempt, usage=lambda result: openai_usage(result[1]))
-        return vectors
+    def _usage(self, response: Any) -> dict[str, float]:
+        return openai_usage(response)
 
 
 class CohereEmbedder(_RemoteEmbedder):
@@ -184,26 +199,15 @@ class CohereEmbedder(_RemoteEmbedder):
         super().__init__(endpoint, dimension=dimension, batch_size=min(batch_size, 96),
                          resilience=resilience or Resilience())
 
-    async def _embed_batch(self, texts: list[str], *, query: bool) -> np.ndarray:
+    async def _request(self, texts: list[str], *, query: bool) -> tuple[Any, Any]:
         endpoint = self._endpoint
         assert isinstance(endpoint, CohereEndpoint)
+        response = await endpoint.client.embed(
+            model=endpoint.model, texts=texts, embedding_types=["float"],
+            input_type="search_query" if query else "search_document", truncate="NONE")
+        embeddings = getattr(response, "embeddings", None)
+        rows = getattr(embeddings, "float_", None)
+        return (getattr(embeddings, "float", None) if rows is None else rows), response
 
-        async def attempt() -> tuple[np.ndarray, Any]:
-            try:
-                response = await endpoint.client.embed(
-                    model=endpoint.model, texts=texts, embedding_types=["float"],
-                    input_type="search_query" if query else "search_document", truncate="NONE")
-            except endpoint.sdk_errors as exc:
-                raise endpoint.error(exc, "embed") from exc
-            rows = getattr(getattr(response, "embeddings", None), "float_", None)
-            if rows is None:
-                rows = getattr(getattr(response, "embeddings", None), "float", None)
-            if not isinstance(rows, list) or len(rows) != len(texts):
-                count = len(rows) if isinstance(rows, list) else 0
-                raise ProviderError(f"{self._where()} returned {count} float embeddings for "
-                                    f"{len(texts)} texts", provider="cohere", kind="malformed")
-            return _normalised(rows, self._dimension, self._where(), "cohere"), response
-
-        vectors, _ = await self._resilience.call(
-            endpoint.target, "embed", attempt, usage=lambda result: cohere_usage(result[1]))
-        return vectors
+    def _usage(self, response: Any) -> dict[str, float]:
+        return cohere_usage(response)

@@ -39,8 +39,10 @@ class CohereEndpoint(Endpoint):
 
         super().__init__(model, base_url=base_url, api_key_env=api_key_env, timeout_s=timeout_s,
                          setting=setting)
+        self._http = httpx.AsyncClient(timeout=timeout_s)  # ours, so aclose() can close it
         self.client = cohere.AsyncClientV2(api_key=self._key, base_url=self.endpoint,
-                                           timeout=timeout_s, max_retries=0)
+                                           timeout=timeout_s, max_retries=0,
+                                           httpx_client=self._http)
         self.sdk_errors: tuple[type[BaseException], ...] = (ApiError, httpx.HTTPError, ValueError)
         """What the SDK raises for a failed call (transport errors are httpx's)."""
 
@@ -63,10 +65,7 @@ class CohereEndpoint(Endpoint):
         return "API key valid"
 
     async def aclose(self) -> None:
-        wrapper = getattr(self.client, "_client_wrapper", None)
-        http = getattr(getattr(wrapper, "httpx_client", None), "httpx_client", None)
-        if http is not None and hasattr(http, "aclose"):
-            await http.aclose()
+        await self._http.aclose()
 
 
 def cohere_error(exc: BaseException, *, operation: str, where: str,

@@ -17,9 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,10 +37,10 @@ from compliance.scheduling import (
     run_now,
     run_scheduler,
 )
+from tests.integration.audit.conftest import Backend, _postgres
 
 pytestmark = pytest.mark.integration
 
-PG_ENV = "AUDIT_TEST_POSTGRES_URL"
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "advanced_rag.cli"]
 RETENTION_CLASSES = {"audit_events", "query_log", "drift_snapshots", "report_files"}
@@ -66,28 +64,12 @@ async def exploding_target(config: PipelineConfig, *, now: datetime) -> dict[str
 # -- databases --------------------------------------------------------------------------------
 
 
-@dataclass
-class Db:
-    name: str
-    url: str
-    schema: str | None
-    audit: dict[str, Any]
+class Db(Backend):
+    """The scheduler's database (the audit database), and raw SQL behind its back."""
 
-    def sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """One statement with ``?`` placeholders on a raw autocommit driver connection."""
-        if self.name == "sqlite":
-            conn: Any = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None)
-        else:
-            import psycopg
-
-            conn = psycopg.connect(self.url.replace("postgresql+psycopg://", "postgresql://", 1),
-                                   autocommit=True, options=f"-c search_path={self.schema}")
-            statement = statement.replace("?", "%s")
-        try:
-            cursor = conn.execute(statement, params)
-            return list(cursor.fetchall()) if cursor.description else []
-        finally:
-            conn.close()
+    @property
+    def audit(self) -> dict[str, Any]:
+        return {} if self.name == "sqlite" else {"url": self.url, "schema": self.schema}
 
     def timestamp(self, moment: datetime) -> Any:
         """``moment`` as the lock table stores it (naive-UTC text on SQLite)."""
@@ -116,20 +98,10 @@ class Db:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
     if request.param == "sqlite":
-        yield Db("sqlite", f"sqlite:///{tmp_path / 'data' / 'audit.db'}", None, {})
+        yield Db("sqlite", f"sqlite:///{tmp_path / 'data' / 'audit.db'}", None)
         return
-    url = os.environ.get(PG_ENV)
-    if not url:
-        pytest.skip(f"set {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
-    import psycopg
-
-    schema = f"sched_t_{uuid.uuid4().hex[:12]}"
-    try:
-        yield Db("postgresql", url, schema, {"url": url, "schema": schema})
-    finally:
-        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1),
-                             autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with _postgres("sched_t", Db) as pg:
+        yield pg
 
 
 def stored_jobs(db: Db) -> dict[str, Any]:

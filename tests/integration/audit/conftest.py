@@ -81,13 +81,15 @@ def _sqlite(tmp_path: Path) -> Backend:
 
 
 @contextmanager
-def _postgres() -> Iterator[Backend]:
+def _postgres(prefix: str = "audit_t", kind: type[Backend] = Backend) -> Iterator[Any]:
+    """A ``kind`` (a :class:`Backend` or a subclass) on a fresh schema ``<prefix>_<random>``,
+    dropped afterwards; skips the test without ``AUDIT_TEST_POSTGRES_URL``."""
     import psycopg
 
     url = pg_url_or_skip()
-    schema = f"audit_t_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
-        yield Backend("postgresql", url, schema)
+        yield kind("postgresql", url, schema)
     finally:
         with psycopg.connect(conninfo(url), autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

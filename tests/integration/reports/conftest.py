@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import random
-import sqlite3
 import sys
 import uuid
 from collections import Counter
@@ -27,10 +26,9 @@ import yaml
 
 from advanced_rag.config import PipelineConfig, validate_config
 from compliance.audit import AuditEvent, AuditEventType, CheckpointSigner
-from compliance.audit.guards import GUARD_NAMES
 from compliance.audit.trail import AuditTrail
+from tests.integration.audit.conftest import Backend, _postgres
 
-PG_ENV = "AUDIT_TEST_POSTGRES_URL"
 REPO = Path(__file__).resolve().parents[3]
 START = datetime(2026, 10, 1, tzinfo=UTC)
 END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -39,41 +37,11 @@ TENANTS = ("bank-a", "bank-b")
 ACTORS = ("teller-1", "teller-2", "svc-rag")
 
 
-@dataclass
-class Db:
+class Db(Backend):
     """Where the audit log lives, and raw SQL behind the library's back."""
-
-    name: str
-    url: str
-    schema: str | None
 
     def audit(self) -> dict[str, Any]:
         return {} if self.name == "sqlite" else {"url": self.url, "schema": self.schema}
-
-    def sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        if self.name == "sqlite":
-            conn: Any = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None)
-        else:
-            import psycopg
-
-            conn = psycopg.connect(self.url.replace("postgresql+psycopg://", "postgresql://", 1),
-                                   autocommit=True, options=f"-c search_path={self.schema}")
-            statement = statement.replace("?", "%s")
-        try:
-            cursor = conn.execute(statement, params)
-            return list(cursor.fetchall()) if cursor.description else []
-        finally:
-            conn.close()
-
-    def drop_guards(self) -> None:
-        """What an insider with owner rights does before editing a row."""
-        if self.name == "sqlite":
-            for name in GUARD_NAMES["sqlite"]:
-                self.sql(f"DROP TRIGGER IF EXISTS {name}")
-            return
-        for name in GUARD_NAMES["postgresql"]:
-            table = name.removesuffix("_guard").removesuffix("_no_truncate")
-            self.sql(f"DROP TRIGGER IF EXISTS {name} ON {table}")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -81,18 +49,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
     if request.param == "sqlite":
         yield Db("sqlite", f"sqlite:///{tmp_path / 'data' / 'audit.db'}", None)
         return
-    url = os.environ.get(PG_ENV)
-    if not url:
-        pytest.skip(f"set {PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
-    import psycopg
-
-    schema = f"report_t_{uuid.uuid4().hex[:12]}"
-    try:
-        yield Db("postgresql", url, schema)
-    finally:
-        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1),
-                             autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with _postgres("report_t", Db) as pg:
+        yield pg
 
 
 @pytest.fixture(scope="session")
