@@ -155,15 +155,15 @@ class FeatureJudge:
                        contexts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         keys = [hashlib.sha256(c.encode("utf-8")).hexdigest() for c in contexts]
         missing = {k: c for k, c in zip(keys, contexts, strict=True) if k not in self._cache}
-        pending = {k: [s[3] for s in context_sentences([c])] for k, c in missing.items()}
-        batch = claim_texts + [s for sentences in pending.values() for s in sentences]
-        vectors = await self._encode(batch)
-        claim_vectors = vectors[: len(claim_texts)]
-        offset = len(claim_texts)
+        # Claims and each context are encoded in calls of their own: a vector must not depend
+        # on what else shared its batch (padding changes the float rounding), or the same
+        # question would score differently with the context cache warm or cold.
+        claim_vectors = await self._encode(claim_texts)
         fresh: dict[str, np.ndarray] = {}
-        for key, sentences in pending.items():
-            fresh[key] = vectors[offset: offset + len(sentences)]
-            offset += len(sentences)
+        for key, context in missing.items():
+            sentences = [s[3] for s in context_sentences([context])]
+            fresh[key] = await self._encode(sentences) if sentences else np.zeros(
+                (0, claim_vectors.shape[1]), dtype=np.float32)
         parts: list[np.ndarray] = []
         for key in keys:
             part = fresh[key] if key in fresh else self._cache[key]
