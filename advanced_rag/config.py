@@ -61,6 +61,9 @@ class Bm25Settings(_Model):
     """Milvus built-in BM25 function settings."""
 
     analyzer: Literal["standard", "english", "jieba"] = "standard"
+    # Words the standard analyzer drops from documents and queries: "english" (Lucene's 33
+    # English stop words), an explicit list, or "none". Fixed when the collection is created.
+    stop_words: Literal["english", "none"] | list[str] = "english"
     k1: float = Field(1.2, ge=0.0, le=3.0)
     b: float = Field(0.75, ge=0.0, le=1.0)
 
@@ -78,6 +81,9 @@ class MilvusSettings(_Model):
     num_partitions: int = Field(16, ge=1, le=1024)
     consistency_level: Literal["Strong", "Session", "Bounded", "Eventually"] = "Strong"
     timeout_s: float = Field(30.0, gt=0)
+    # Concurrent searches of one shape (same tenant, clearance, filters and settings) go to
+    # Milvus as one multi-query call, up to this many (1: off).
+    search_micro_batch: int = Field(16, ge=1, le=1024)
     index: HnswSettings = HnswSettings()
     bm25: Bm25Settings = Bm25Settings()
 
@@ -103,7 +109,14 @@ class EmbedderSettings(_Model):
     model: str = "all-MiniLM-L6-v2"
     device: str = "cpu"
     batch_size: int = Field(32, ge=1, le=4096)
-    backend: Literal["torch", "onnx"] = "torch"
+    # Queries asked concurrently are encoded in one model call, up to this many (1: off).
+    query_micro_batch: int = Field(32, ge=1, le=4096)
+    # torch threads for query batches (null: torch's default, the core count); documents
+    # always use the default.
+    query_threads: int | None = Field(1, ge=1, le=256)
+    # torch, or ONNX Runtime (extra "onnx"): fp32, or int8 weights (re-index: vectors differ)
+    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    onnx_cache_dir: str | None = None  # null: <data_dir>/onnx
     query_prefix: str = ""
     document_prefix: str = ""
     dimension: int | None = Field(None, ge=1, le=65_536)

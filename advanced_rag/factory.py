@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from .config import (
@@ -30,9 +31,10 @@ C = TypeVar("C")
 _KEY_ENV = {"openai": "OPENAI_API_KEY", "cohere": "CO_API_KEY"}
 
 
-async def build_embedder(settings: EmbedderSettings, *,
-                         resilience: Resilience | None = None) -> Embedder:
-    """Load the configured embedder (a local model loads in a worker thread)."""
+async def build_embedder(settings: EmbedderSettings, *, resilience: Resilience | None = None,
+                         data_dir: str = "./.advanced-rag") -> Embedder:
+    """Load the configured embedder (a local model loads in a worker thread; an ONNX backend
+    is exported once into ``embedder.onnx_cache_dir``, by default ``<data_dir>/onnx``)."""
     if settings.kind in _KEY_ENV:  # hosted: openai or cohere
         from .embed.remote import CohereEmbedder, OpenAIEmbedder
 
@@ -41,12 +43,23 @@ async def build_embedder(settings: EmbedderSettings, *,
                       api_key_env=settings.api_key_env or _KEY_ENV[settings.kind],
                       timeout_s=settings.timeout_s, batch_size=settings.batch_size,
                       resilience=resilience)
+    if settings.backend in ("onnx", "onnx-int8"):
+        from .embed.onnx import OnnxEmbedder
+
+        return await asyncio.to_thread(
+            OnnxEmbedder, settings.model,
+            cache_dir=settings.onnx_cache_dir or str(Path(data_dir) / "onnx"),
+            quantize=settings.backend == "onnx-int8", device=settings.device,
+            batch_size=settings.batch_size, query_prefix=settings.query_prefix,
+            document_prefix=settings.document_prefix,
+            query_micro_batch=settings.query_micro_batch)
     from .embed.sentence_transformers import SentenceTransformerEmbedder
 
     return await asyncio.to_thread(
         SentenceTransformerEmbedder, settings.model, device=settings.device,
         batch_size=settings.batch_size, backend=settings.backend,
-        query_prefix=settings.query_prefix, document_prefix=settings.document_prefix)
+        query_prefix=settings.query_prefix, document_prefix=settings.document_prefix,
+        query_micro_batch=settings.query_micro_batch, query_threads=settings.query_threads)
 
 
 async def _chain(settings: S, build: Callable[[S], Awaitable[C]],

@@ -193,8 +193,8 @@ class AdvancedRAGPipeline:
             log.error("audit store unavailable, continuing without it (fail_open): %s", exc)
         resilience = self._resilience
         if self._embedder is None:
-            self._embedder = await factory.build_embedder(self.config.embedder,
-                                                          resilience=resilience)
+            self._embedder = await factory.build_embedder(
+                self.config.embedder, resilience=resilience, data_dir=self.config.data_dir)
             self._built.append(self._embedder)
         if self._reranker is None:
             self._reranker = await factory.build_reranker(

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..batching import MicroBatcher
 from ..errors import EmbedderError
 from ..types import ModelIdentity
 
@@ -89,7 +90,8 @@ class SentenceTransformerEmbedder:
     """Batched, L2-normalised embeddings from a sentence-transformers model, off the event loop.
 
     Model calls run one at a time on a private worker thread: on a small CPU, concurrent
-    encodes only fight over the same cores.
+    encodes only fight over the same cores. Queries asked concurrently are encoded together
+    (up to ``query_micro_batch`` per call; 1 turns that off): see :mod:`..batching`.
 
     Example::
 
@@ -99,7 +101,8 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", *, device: str = "cpu",
                  batch_size: int = 32, backend: str = "torch", query_prefix: str = "",
-                 document_prefix: str = "") -> None:
+                 document_prefix: str = "", query_micro_batch: int = 32,
+                 query_threads: int | None = 1) -> None:
         self._model, path = load_sentence_model(model, device=device, backend=backend)
         self._batch_size = batch_size
         self._query_prefix = query_prefix
@@ -109,6 +112,11 @@ class SentenceTransformerEmbedder:
         self._identity = ModelIdentity(name=model, sha256=sha, dimension=dimension)
         self._tokenizer = self._model.tokenizer
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        self._query_threads = query_threads if backend == "torch" else None
+        self._queries: MicroBatcher[str, np.ndarray] | None = (
+            MicroBatcher(self._run_rows, max_batch=query_micro_batch,
+                         error_type=EmbedderError, name="embed-queries")
+            if query_micro_batch > 1 else None)
 
     @property
     def identity(self) -> ModelIdentity:
@@ -139,9 +147,28 @@ class SentenceTransformerEmbedder:
             raise EmbedderError(f"encoding failed with {self._identity.name}: {exc}") from exc
         return np.asarray(vectors, dtype=np.float32)
 
-    async def _run(self, texts: list[str]) -> np.ndarray:
+    def _encode_queries(self, texts: list[str]) -> np.ndarray:
+        """``encode`` with ``query_threads`` torch threads: a few short queries gain little
+        from more, and idle OpenMP threads spin, taking the CPU that Milvus Lite (a thread of
+        this process when embedded) needs (docs/benchmarks.md, "Side by side with peers")."""
+        if self._query_threads is None:
+            return self.encode(texts)
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self._query_threads)
+        try:
+            return self.encode(texts)
+        finally:
+            torch.set_num_threads(previous)
+
+    async def _run(self, texts: list[str], *, queries: bool = False) -> np.ndarray:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.encode, texts)
+        return await loop.run_in_executor(
+            self._executor, self._encode_queries if queries else self.encode, texts)
+
+    async def _run_rows(self, texts: list[str]) -> list[np.ndarray]:
+        return list(await self._run(texts, queries=True))
 
     async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -149,7 +176,9 @@ class SentenceTransformerEmbedder:
         return await self._run([self._document_prefix + t for t in texts])
 
     async def embed_query(self, text: str) -> np.ndarray:
-        vectors = await self._run([self._query_prefix + text])
+        if self._queries is not None:
+            return await self._queries.submit(self._query_prefix + text)
+        vectors = await self._run([self._query_prefix + text], queries=True)
         return np.asarray(vectors[0])
 
     def close(self) -> None:

@@ -13,12 +13,13 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import MilvusSettings
+from ..batching import MicroBatcher
+from ..config import Bm25Settings, MilvusSettings
 from ..errors import ConfigError, UnsupportedBackendError, VectorStoreError
 from ..protocols import SearchRequest, StoredChunk, StoredVersion
 from ..types import Fusion, Hit, HitScores, SearchType
@@ -29,6 +30,7 @@ _OUTPUT_FIELDS = ["chunk_id", "doc_id", "doc_version", "text", "metadata", "sour
                   "classification", "tenant_id"]  # tenant_id: checked again by the pipeline
 _BM25_MIN_VERSION = (2, 5, 0)
 _RELIABLE_UPSERT_VERSION = (2, 4, 0)  # see ServerInfo.reliable_upsert
+_MAX_IDLE_BATCHERS = 256  # search shapes kept between calls (one per tenant x filter, say)
 
 # Milvus Lite runs an in-process server per database folder and holds a lock on it until
 # released; stores of this process that share a folder release it when the last one closes.
@@ -163,6 +165,34 @@ def summarize_versions(rows: Iterable[Mapping[str, Any]]) -> dict[str, StoredVer
     return out
 
 
+# Lucene's EnglishAnalyzer stop set. Spelled out because Milvus Lite takes the "_english_"
+# shorthand of a Milvus server literally, as the one stop word "_english_".
+ENGLISH_STOP_WORDS = (
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is",
+    "it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there",
+    "these", "they", "this", "to", "was", "will", "with")
+
+
+def analyzer_params(settings: Bm25Settings) -> dict[str, Any]:
+    """The BM25 field's analyzer. Stop words matter for speed on Milvus Lite, which scores
+    BM25 in Python posting by posting: "the" alone has a posting in nearly every chunk."""
+    if settings.analyzer != "standard":
+        return {"type": settings.analyzer}
+    stop = (ENGLISH_STOP_WORDS if settings.stop_words == "english" else
+            () if settings.stop_words == "none" else tuple(settings.stop_words))
+    filters: list[Any] = ["lowercase"]
+    if stop:
+        filters.append({"type": "stop", "stop_words": list(stop)})
+    return {"tokenizer": "standard", "filter": filters}
+
+
+def _shape(request: SearchRequest) -> tuple[Hashable, ...]:
+    """What searches must share to run as one multi-query Milvus call: the compiled
+    expression (tenant, clearance, filters), the kind, the limits and the fusion."""
+    return (request.expr, request.search_type, request.limit, request.candidate_limit,
+            str(request.fusion), request.alpha, request.rrf_k)
+
+
 def _wrap(action: str, exc: Exception) -> VectorStoreError:
     text = str(exc)
     retriable = any(s in text.lower() for s in ("unavailable", "timeout", "deadline", "connection"))
@@ -188,6 +218,8 @@ class MilvusStore:
         self._lite_path: str | None = None
         # False for a collection created before rows carried ``chunk_count`` (see _check_existing)
         self._chunk_counts = True
+        self._batchers: dict[tuple[Hashable, ...], MicroBatcher[SearchRequest, list[Hit]]] = {}
+        self.search_calls = 0  # Milvus search calls made (fewer than searches when coalesced)
 
     # -- connection -----------------------------------------------------------------------
 
@@ -272,9 +304,7 @@ class MilvusStore:
         schema.add_field("doc_version", DataType.INT64)
         schema.add_field("content_hash", DataType.VARCHAR, max_length=64)
         schema.add_field("tenant_id", DataType.VARCHAR, max_length=64, is_partition_key=True)
-        analyzer = {"tokenizer": "standard", "filter": ["lowercase"]}
-        if s.bm25.analyzer != "standard":
-            analyzer = {"type": s.bm25.analyzer}
+        analyzer = analyzer_params(s.bm25)
         if self.info.supports_bm25:
             schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_CHARS,
                              enable_analyzer=True, analyzer_params=analyzer)
@@ -484,52 +514,72 @@ class MilvusStore:
         return int(rows[0]["count(*)"])
 
     async def search(self, request: SearchRequest) -> list[Hit]:
+        """One search. Concurrent searches of the same shape (same compiled expression, so the
+        same tenant, clearance and filters; same kind, limits and fusion) go to Milvus together
+        as one multi-query call (``milvus.search_micro_batch``; see :mod:`..batching`)."""
+        assert self.info is not None
+        self._require()
+        if request.search_type is not SearchType.DENSE and not self.info.supports_bm25:
+            raise UnsupportedBackendError(f"{request.search_type.value} search (BM25)",
+                                          self.info.version, "2.5")
+        if self._settings.search_micro_batch <= 1:
+            return (await self._search_many([request]))[0]
+        key = _shape(request)
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            if len(self._batchers) >= _MAX_IDLE_BATCHERS:
+                for old in [k for k, b in self._batchers.items() if b.idle]:
+                    del self._batchers[old]
+            batcher = self._batchers[key] = MicroBatcher(
+                self._search_many, max_batch=self._settings.search_micro_batch,
+                error_type=VectorStoreError, name="milvus-search")
+        return await batcher.submit(request)
+
+    async def _search_many(self, requests: list[SearchRequest]) -> list[list[Hit]]:
+        """Requests of one shape (see :func:`_shape`) in one Milvus call, one result each."""
         from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
 
         assert self.info is not None
         client = self._require()
-        if request.search_type is not SearchType.DENSE and not self.info.supports_bm25:
-            raise UnsupportedBackendError(f"{request.search_type.value} search (BM25)",
-                                          self.info.version, "2.5")
+        first = requests[0]
         dense_params = {"metric_type": self._settings.index.metric,
-                        "params": {"ef": max(self._settings.index.ef, request.candidate_limit)}}
+                        "params": {"ef": max(self._settings.index.ef, first.candidate_limit)}}
         common: dict[str, Any] = {"output_fields": _OUTPUT_FIELDS,
                                   "timeout": self._settings.timeout_s,
                                   "consistency_level": self._settings.consistency_level}
+        vectors = [r.query_vector.tolist() for r in requests if r.query_vector is not None]
+        texts = [r.query_text for r in requests]
+        self.search_calls += 1
         try:
-            if request.search_type is SearchType.DENSE:
-                assert request.query_vector is not None
-                raw = await client.search(self._name, data=[request.query_vector.tolist()],
-                                          anns_field="dense", filter=request.expr,
-                                          limit=request.limit, search_params=dense_params, **common)
-                return [self._hit(h, dense=float(h["distance"])) for h in raw[0]]
-            if request.search_type is SearchType.KEYWORD:
-                raw = await client.search(self._name, data=[request.query_text],
-                                          anns_field="sparse_bm25", filter=request.expr,
-                                          limit=request.limit,
+            if first.search_type is SearchType.DENSE:
+                assert len(vectors) == len(requests)
+                raw = await client.search(self._name, data=vectors, anns_field="dense",
+                                          filter=first.expr, limit=first.limit,
+                                          search_params=dense_params, **common)
+                return [[self._hit(h, dense=float(h["distance"])) for h in one] for one in raw]
+            if first.search_type is SearchType.KEYWORD:
+                raw = await client.search(self._name, data=texts, anns_field="sparse_bm25",
+                                          filter=first.expr, limit=first.limit,
                                           search_params={"metric_type": "BM25", "params": {}},
                                           **common)
                 lite = self.info.is_lite
-                return [self._hit(h, bm25=bm25_score(float(h["distance"]), is_lite=lite))
-                        for h in raw[0]]
-            assert request.query_vector is not None
+                return [[self._hit(h, bm25=bm25_score(float(h["distance"]), is_lite=lite))
+                         for h in one] for one in raw]
+            assert len(vectors) == len(requests)
             reqs = [
-                AnnSearchRequest(data=[request.query_vector.tolist()], anns_field="dense",
-                                 param=dense_params, limit=request.candidate_limit,
-                                 expr=request.expr),
-                AnnSearchRequest(data=[request.query_text], anns_field="sparse_bm25",
+                AnnSearchRequest(data=vectors, anns_field="dense", param=dense_params,
+                                 limit=first.candidate_limit, expr=first.expr),
+                AnnSearchRequest(data=texts, anns_field="sparse_bm25",
                                  param={"metric_type": "BM25", "params": {}},
-                                 limit=request.candidate_limit, expr=request.expr),
+                                 limit=first.candidate_limit, expr=first.expr),
             ]
-            ranker = (RRFRanker(request.rrf_k) if Fusion(request.fusion) is Fusion.RRF
-                      else WeightedRanker(request.alpha, 1.0 - request.alpha))
-            raw = await client.hybrid_search(self._name, reqs, ranker, limit=request.limit,
+            ranker = (RRFRanker(first.rrf_k) if Fusion(first.fusion) is Fusion.RRF
+                      else WeightedRanker(first.alpha, 1.0 - first.alpha))
+            raw = await client.hybrid_search(self._name, reqs, ranker, limit=first.limit,
                                              **common)
-            return [self._hit(h, fused=float(h["distance"])) for h in raw[0]]
-        except UnsupportedBackendError:
-            raise
+            return [[self._hit(h, fused=float(h["distance"])) for h in one] for one in raw]
         except Exception as exc:
-            raise _wrap(f"{request.search_type.value} search", exc) from exc
+            raise _wrap(f"{first.search_type.value} search", exc) from exc
 
     @staticmethod
     def _hit(raw: dict[str, Any], **scores: float) -> Hit:

@@ -47,6 +47,21 @@ async def test_vectors_are_normalised_and_deterministic(any_embedder: Embedder) 
     assert (await any_embedder.embed_documents([])).shape == (0, any_embedder.dimension)
 
 
+async def test_concurrent_queries_get_their_own_vectors(any_embedder: Embedder) -> None:
+    """Concurrent embed_query calls (coalesced into shared model calls where the embedder
+    does that) return what one call at a time returns, each to its own caller."""
+    import asyncio
+
+    queries = [f"Question {i}: which retention period applies to record class {i}?"
+               for i in range(9)] + ["x", "A much longer query " * 12]
+    alone = [await any_embedder.embed_query(q) for q in queries]
+    together = await asyncio.gather(*(any_embedder.embed_query(q) for q in queries))
+    for a, b in zip(alone, together, strict=True):
+        assert a.shape == (any_embedder.dimension,)
+        assert np.allclose(a, b, atol=1e-4)
+    assert not np.allclose(together[0], together[1], atol=1e-3)
+
+
 async def test_similar_texts_are_closer(any_embedder: Embedder) -> None:
     a, b, c = await any_embedder.embed_documents([
         "Complaints must be acknowledged within three business days.",

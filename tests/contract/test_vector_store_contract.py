@@ -87,6 +87,32 @@ async def test_search_is_tenant_scoped_for_every_type(store: VectorStore) -> Non
     assert dense[0].metadata == {"k": 1}
 
 
+async def test_concurrent_searches_match_one_at_a_time_and_stay_in_their_tenant(
+        store: VectorStore) -> None:
+    """Concurrent searches (which the Milvus store sends together when they share a shape)
+    return exactly what the same searches return one at a time, each within its tenant."""
+    import asyncio
+
+    rows = [_row(t, f"d{i}", 1, f"shared words number {i} {'even' if i % 2 else 'odd'}", i)
+            for t in ("a", "b") for i in range(8)]
+    await store.write(rows)
+    requests = [_request(t, kind, rows[i].vector, f"number {i} even")
+                for t in ("a", "b") for kind in SearchType for i in range(6)]
+    alone = [await store.search(r) for r in requests]
+    calls_before = store.search_calls if isinstance(store, MilvusStore) else None
+    together = await asyncio.gather(*(store.search(r) for r in requests))
+    for request, one, many in zip(requests, alone, together, strict=True):
+        assert [h.chunk_id for h in one] == [h.chunk_id for h in many]
+        for a, b in zip(one, many, strict=True):
+            for signal in ("dense", "bm25", "fused"):
+                x, y = getattr(a.scores, signal), getattr(b.scores, signal)
+                assert (x is None and y is None) or x == pytest.approx(y, abs=1e-5)
+        assert {h.tenant for h in many} == {request.tenant}
+    if isinstance(store, MilvusStore):  # it coalesced: fewer Milvus calls than searches
+        assert calls_before is not None
+        assert store.search_calls - calls_before < len(requests)
+
+
 async def test_closed_store_refuses_calls(milvus_uri: str) -> None:
     s = MilvusStore(MilvusSettings(uri=milvus_uri, collection="closed"), dimension=DIM)
     with pytest.raises(VectorStoreError, match="not open"):

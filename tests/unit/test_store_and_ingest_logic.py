@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from advanced_rag.config import Bm25Settings
 from advanced_rag.errors import DocumentError
 from advanced_rag.ingestion import (
     VersionPlan,
@@ -11,7 +12,14 @@ from advanced_rag.ingestion import (
     validate_document,
 )
 from advanced_rag.protocols import StoredVersion
-from advanced_rag.store.milvus import bm25_score, parse_version, server_info, summarize_versions
+from advanced_rag.store.milvus import (
+    ENGLISH_STOP_WORDS,
+    analyzer_params,
+    bm25_score,
+    parse_version,
+    server_info,
+    summarize_versions,
+)
 from advanced_rag.types import Chunk, Document
 
 
@@ -39,6 +47,21 @@ def test_bm25_is_positive_on_both_backends() -> None:
 
 def _chunk(text: str) -> Chunk:
     return Chunk("id", "d", 1, 0, text, 0, len(text), 3)
+
+
+def test_analyzer_spells_out_stop_words() -> None:
+    # Milvus Lite would take the server's "_english_" shorthand as one literal stop word
+    default = analyzer_params(Bm25Settings())
+    assert default["tokenizer"] == "standard" and default["filter"][0] == "lowercase"
+    stop = default["filter"][1]
+    assert stop["type"] == "stop" and "the" in stop["stop_words"] and "_english_" not in stop[
+        "stop_words"]
+    assert len(stop["stop_words"]) == len(ENGLISH_STOP_WORDS) == 33
+    assert analyzer_params(Bm25Settings(stop_words="none")) == {
+        "tokenizer": "standard", "filter": ["lowercase"]}
+    assert analyzer_params(Bm25Settings(stop_words=["le", "la"]))["filter"][1][
+        "stop_words"] == ["le", "la"]
+    assert analyzer_params(Bm25Settings(analyzer="jieba")) == {"type": "jieba"}
 
 
 def test_title_header() -> None:
