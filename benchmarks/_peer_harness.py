@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
+import shutil
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +151,22 @@ def child_arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, required=True, help="the prepared workload folder")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to (re)write")
     return parser.parse_args()
+
+
+def vectors_digest(model_sha256: str, texts: Iterable[str]) -> str:
+    """What the cached vectors were computed from: the model's weights and every chunk text
+    (peers.py stamps its cache with it; other benchmarks check the stamp before reuse)."""
+    digest = hashlib.sha256(model_sha256.encode())
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\x00")
+    return digest.hexdigest()
+
+
+def remove(*paths: Path) -> None:
+    """Delete each path, a Milvus Lite database folder or a file, if it exists."""
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
+        path.unlink(missing_ok=True)
 
 
 def merge_result(path: Path, **fields: Any) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
 import sys
 import time
@@ -31,7 +30,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _peer_harness import Workload  # noqa: E402
+from _peer_harness import Workload, vectors_digest  # noqa: E402
 from _report import BENCH_DIR, DATA, environment_line, write_section  # noqa: E402
 
 from advanced_rag.embed.onnx import OnnxEmbedder  # noqa: E402
@@ -63,11 +62,9 @@ class Row:
 def check_cached_vectors(workload: Workload, embedder: SentenceTransformerEmbedder) -> None:
     """peers.py stamps its vectors with the weights' SHA-256 and every chunk text: refuse
     vectors another model (or another chunking) produced."""
-    digest = hashlib.sha256(embedder.identity.sha256.encode())
-    for chunk in workload.chunks:
-        digest.update(chunk.text.encode("utf-8") + b"\x00")
+    digest = vectors_digest(embedder.identity.sha256, (c.text for c in workload.chunks))
     stamp = (BENCH_DIR / "peers" / "vectors.sha256").read_text(encoding="utf-8")
-    if stamp != digest.hexdigest():
+    if stamp != digest:
         raise SystemExit("the cached peers vectors do not match this model and these chunks; "
                          "rerun benchmarks/peers.py")
 

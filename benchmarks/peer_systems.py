@@ -70,8 +70,16 @@ def stop_lite_server(process: subprocess.Popen[bytes] | None) -> None:
         process.wait()
 
 
-def _lookup(workload: Workload) -> dict[str, np.ndarray]:
-    return {c.text: v for c, v in zip(workload.chunks, workload.vectors, strict=True)}
+def scifact_documents() -> list[Any]:
+    """The SciFact corpus as this library's Documents (what advanced-rag ingests)."""
+    from _report import DATA
+
+    from advanced_rag.eval.beir import load_beir
+    from advanced_rag.sources import read_jsonl
+    from advanced_rag.types import Document
+
+    return [d for d in read_jsonl(load_beir(DATA / "retrieval" / "scifact").corpus_path)
+            if isinstance(d, Document)]
 
 
 # -- raw pymilvus: what a careful hand-written app does -----------------------------------
@@ -170,13 +178,18 @@ class RawPymilvus:
 
 # -- advanced-rag ----------------------------------------------------------------------------
 
-class _VectorsFrom:
+class CachedVectors:
     """An Embedder that answers document texts from vectors the same model computed earlier
-    (same identity, so the index records the real model) and encodes queries live."""
+    (same identity, so the index records the real model) and encodes queries live. With
+    ``noise``, each repeat of a text (a copy of its document) gets the cached vector plus
+    seeded Gaussian noise, renormalised, so an index of copies holds no exact duplicates."""
 
-    def __init__(self, embedder: Any, vectors: dict[str, np.ndarray]) -> None:
+    def __init__(self, embedder: Any, workload: Workload, *, noise: float = 0.0) -> None:
         self._embedder = embedder
-        self._vectors = vectors
+        self._vectors = {c.text: v for c, v in zip(workload.chunks, workload.vectors, strict=True)}
+        self._noise = noise
+        self._seen: dict[str, int] = {}
+        self._rng = np.random.default_rng(20261122)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._embedder, name)
@@ -186,7 +199,16 @@ class _VectorsFrom:
         if missing:
             raise SystemExit(f"advanced-rag chunked differently from the prepared corpus: "
                              f"{missing[:3]}")
-        return np.stack([self._vectors[t] for t in texts]).astype(np.float32)
+        out = []
+        for text in texts:
+            vector = self._vectors[text]
+            copies = self._seen.get(text, 0)
+            self._seen[text] = copies + 1
+            if copies and self._noise:
+                vector = vector + self._rng.normal(0.0, self._noise, vector.shape).astype(np.float32)
+                vector = vector / np.linalg.norm(vector)
+            out.append(vector)
+        return np.stack(out).astype(np.float32)
 
 
 class AdvancedRag:
@@ -217,14 +239,7 @@ class AdvancedRag:
 
     @staticmethod
     def _documents(workload: Workload, limit: int | None) -> list[Any]:
-        from _report import DATA
-
-        from advanced_rag.eval.beir import load_beir
-        from advanced_rag.sources import read_jsonl
-        from advanced_rag.types import Document
-
-        docs = [d for d in read_jsonl(load_beir(DATA / "retrieval" / "scifact").corpus_path)
-                if isinstance(d, Document)]
+        docs = scifact_documents()
         if limit is None:
             return docs
         wanted = {c.doc_id for c in workload.chunks[:limit]}
@@ -242,7 +257,7 @@ class AdvancedRag:
         from advanced_rag import AdvancedRAGPipeline
         from advanced_rag.embed.sentence_transformers import SentenceTransformerEmbedder
 
-        embedder = _VectorsFrom(SentenceTransformerEmbedder(workload.model_path), _lookup(workload))
+        embedder = CachedVectors(SentenceTransformerEmbedder(workload.model_path), workload)
         async with AdvancedRAGPipeline(self._config(db), embedder=embedder) as rag:
             report = await rag.ingest(self._documents(workload, None), tenant=TENANT)
         if report.chunks_written != len(workload.chunks):

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import shutil
 import subprocess
@@ -47,6 +46,8 @@ from _peer_harness import (  # noqa: E402
     Workload,
     measure_queries,
     merge_result,
+    remove,
+    vectors_digest,
 )
 from _report import BENCH_DIR, DATA, REPO, environment_line, write_section  # noqa: E402
 
@@ -91,16 +92,14 @@ def prepare() -> Workload:
                     for i, t in enumerate(texts))
         if not live and len(rows) >= LIVE_CHUNKS:
             live = len(rows)  # whole documents
-    digest = hashlib.sha256(embedder.identity.sha256.encode())
-    for row in rows:
-        digest.update(row["text"].encode("utf-8") + b"\x00")
+    digest = vectors_digest(embedder.identity.sha256, (r["text"] for r in rows))
     vectors_path, stamp = WORK / "vectors.npy", WORK / "vectors.sha256"
     if not (vectors_path.exists() and stamp.exists()
-            and stamp.read_text(encoding="utf-8") == digest.hexdigest()):
+            and stamp.read_text(encoding="utf-8") == digest):
         print(f"encoding {len(rows):,} chunks once (cached for later runs)...", flush=True)
         began = time.perf_counter()
         np.save(vectors_path, embedder.encode([r["text"] for r in rows]))
-        stamp.write_text(digest.hexdigest(), encoding="utf-8")
+        stamp.write_text(digest, encoding="utf-8")
         print(f"  {time.perf_counter() - began:.0f} s", flush=True)
     with (WORK / "chunks.jsonl").open("w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(r) + "\n" for r in rows)
@@ -127,9 +126,7 @@ async def child(system_key: str, phase: str, work: Path, out: Path) -> None:
     print(f"{system.name}: {phase}", flush=True)
     if phase == "ingest":
         live_db = work / f"{system_key}-live.db"
-        for path in (db, live_db, db.with_suffix(".data"), live_db.with_suffix(".data")):
-            shutil.rmtree(path, ignore_errors=True)
-            path.unlink(missing_ok=True)
+        remove(db, live_db, db.with_suffix(".data"), live_db.with_suffix(".data"))
         with PeakRSS() as rss:
             began = time.perf_counter()
             written = await system.ingest_live(workload, live_db)
@@ -163,7 +160,7 @@ def llama_python() -> Path | None:
 
 
 def run_system(key: str, *, python: str, script: Path, extra: list[str],
-               phases: tuple[str, ...] = ("ingest", "query")) -> dict[str, Any] | None:
+               phases: tuple[str, ...] = ("ingest", "query")) -> dict[str, Any]:
     out = WORK / f"{key}.json"
     out.unlink(missing_ok=True)
     for phase in phases:
@@ -176,11 +173,9 @@ def run_system(key: str, *, python: str, script: Path, extra: list[str],
     return result
 
 
-def score(result: dict[str, Any], workload: Workload) -> float:
-    from advanced_rag.eval.beir import load_beir
+def ndcg(result: dict[str, Any], qrels: Any) -> float:
     from advanced_rag.eval.metrics import dedupe_ranked, evaluate_run
 
-    qrels = load_beir(SCIFACT).qrels
     run = {q: dedupe_ranked(docs) for q, docs in result["rankings"].items()}
     return evaluate_run(qrels, run).ndcg_at_10
 
@@ -190,12 +185,15 @@ def report(results: list[dict[str, Any]], workload: Workload, documents: int) ->
               + " | ".join(f"q/s @{n}" for n in LEVELS)
               + " | nDCG@10 | peak RSS serving MB | peak RSS ingest MB |")
     lines = [header, "|---" * (header.count("|") - 1) + "|"]
+    from advanced_rag.eval.beir import load_beir
+
+    qrels = load_beir(SCIFACT).qrels
     by_name: dict[str, dict[str, Any]] = {}
     for r in results:
         if "error" in r or "levels" not in r:
             lines.append(f"| {r.get('name', '?')} | failed: {r.get('error', 'no query results')} |")
             continue
-        r["ndcg"] = score(r, workload)
+        r["ndcg"] = ndcg(r, qrels)
         by_name[r["name"]] = r
         one = r["levels"]["1"]
         ingest = f"{r['ingest_chunks'] / r['ingest_s']:.1f}" if "ingest_s" in r else "(same index)"
@@ -297,16 +295,15 @@ def main() -> int:
             if python is None:
                 fresh[key] = {"name": "llama-index", "error": "its virtualenv could not be made"}
                 continue
-            result = run_system(key, python=str(python),
-                                script=Path(__file__).with_name("peer_llamaindex.py"), extra=[])
+            fresh[key] = run_system(key, python=str(python),
+                                    script=Path(__file__).with_name("peer_llamaindex.py"),
+                                    extra=[])
         else:
             from peer_systems import SHARES_INDEX
 
-            result = run_system(key, python=sys.executable, script=Path(__file__),
-                                extra=["--child", key],
-                                phases=("query",) if key in SHARES_INDEX else ("ingest", "query"))
-        if result is not None:
-            fresh[key] = result
+            fresh[key] = run_system(key, python=sys.executable, script=Path(__file__),
+                                    extra=["--child", key], phases=(
+                                        ("query",) if key in SHARES_INDEX else ("ingest", "query")))
     # The table: this run's results, and for the systems not run this time, their last ones
     # (a subset run with --systems refreshes part of the table).
     results = []

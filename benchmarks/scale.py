@@ -20,51 +20,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _peer_harness import Workload, percentiles  # noqa: E402
+from _peer_harness import Workload, percentiles, remove  # noqa: E402
 from _report import BENCH_DIR, environment_line, write_section  # noqa: E402
+from peer_systems import CachedVectors, scifact_documents  # noqa: E402
 from peers import WORK  # noqa: E402
 
 TENANT = "scale"
 QUERIES = 200
 WARMUP = 10
 NOISE = 0.02
-
-
-class _CopiedVectors:
-    """Embedder for the build: a text's first request gets the cached vector, each later
-    request (a copy of the document) the cached vector plus seeded noise, renormalised."""
-
-    def __init__(self, embedder: Any, vectors: dict[str, np.ndarray]) -> None:
-        self._embedder = embedder
-        self._vectors = vectors
-        self._seen: dict[str, int] = {}
-        self._rng = np.random.default_rng(20261122)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._embedder, name)
-
-    async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        out = []
-        for text in texts:
-            vector = self._vectors[text]
-            copies = self._seen.get(text, 0)
-            self._seen[text] = copies + 1
-            if copies:
-                vector = vector + self._rng.normal(0.0, NOISE, vector.shape).astype(np.float32)
-                vector = vector / np.linalg.norm(vector)
-            out.append(vector)
-        return np.stack(out).astype(np.float32)
 
 
 def config(size: int) -> Any:
@@ -75,27 +46,16 @@ def config(size: int) -> Any:
                             "data_dir": str(db.with_suffix(".data"))})
 
 
-def _remove(*paths: Path) -> None:
-    for path in paths:
-        shutil.rmtree(path, ignore_errors=True)
-        path.unlink(missing_ok=True)
-
-
 async def build(size: int) -> None:
-    from _report import DATA
-
     from advanced_rag import AdvancedRAGPipeline
     from advanced_rag.embed.sentence_transformers import SentenceTransformerEmbedder
-    from advanced_rag.eval.beir import load_beir
-    from advanced_rag.sources import read_jsonl
     from advanced_rag.types import Document
 
     workload = Workload.load(WORK)
     per_doc: dict[str, int] = {}
     for chunk in workload.chunks:
         per_doc[chunk.doc_id] = per_doc.get(chunk.doc_id, 0) + 1
-    docs = [d for d in read_jsonl(load_beir(DATA / "retrieval" / "scifact").corpus_path)
-            if isinstance(d, Document)]
+    docs = scifact_documents()
     chosen: list[Document] = []
     total, copy = 0, 0
     while total < size:
@@ -107,9 +67,9 @@ async def build(size: int) -> None:
             total += per_doc[doc.id]
         copy += 1
     cfg = config(size)
-    _remove(Path(cfg.milvus.uri), Path(cfg.data_dir))
-    lookup = {c.text: v for c, v in zip(workload.chunks, workload.vectors, strict=True)}
-    embedder = _CopiedVectors(SentenceTransformerEmbedder(workload.model_path), lookup)
+    remove(Path(cfg.milvus.uri), Path(cfg.data_dir))
+    embedder = CachedVectors(SentenceTransformerEmbedder(workload.model_path), workload,
+                             noise=NOISE)
     began = time.perf_counter()
     async with AdvancedRAGPipeline(cfg, embedder=embedder) as rag:
         report = await rag.ingest(chosen, tenant=TENANT)
